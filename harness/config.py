@@ -1,0 +1,400 @@
+"""Typed schema of a sweep YAML file.
+
+Every section is a pydantic model with `extra="forbid"`, so an unknown key, a wrong type or an
+impossible value becomes a `ConfigError` whose one-line message names the key path
+(`training.learning_rate: Input should be greater than 0`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.data import LANGUAGES, TASKS
+from harness.errors import ConfigError
+
+COMPONENTS = ("QR", "LT", "HCT", "SIT", "DG", "ICL", "CoT")
+# Which task each component can act on (DESIGN.md section 3).
+APPLICABLE_TASKS: dict[str, tuple[str, ...]] = {
+    "QR": ("QC", "QI"),
+    "LT": ("QC", "QI"),
+    "HCT": ("QC",),
+    "SIT": ("QI",),
+    "DG": ("QI",),
+    "ICL": ("QC", "QI"),
+    "CoT": ("QC", "QI"),
+}
+
+Task = Literal["QC", "QI"]
+Component = Literal["QR", "LT", "HCT", "SIT", "DG", "ICL", "CoT"]
+Language = Literal["en", "es", "fr", "ja", "ko", "pt", "th", "de", "it", "pl", "ar", "id", "vn"]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+def applicable_components(task: str) -> tuple[str, ...]:
+    """Components that act on `task`, in pipeline order."""
+    return tuple(c for c in COMPONENTS if task in APPLICABLE_TASKS[c])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SynthConfig(Strict):
+    """The built-in benchmark (`python -m harness data synth`)."""
+
+    seed: int = 0
+    scale: Literal["tiny", "small", "medium", "full"] = "small"
+    # Label-noise rate in train, one number for all languages or one per language.
+    noise: Probability | dict[Language, Probability] = 0.08
+
+
+class EvalConfig(Strict):
+    """Which labelled rows a trial is scored on."""
+
+    # auto: the test split if it is labelled, else dev if labelled, else a holdout of train.
+    split: Literal["auto", "test", "dev", "holdout"] = "auto"
+    holdout_fraction: Fraction = 0.2
+    holdout_seed: int = 0
+    # leave-language-out: for each training language L, train without L and score L.
+    protocol: Literal["standard", "leave-language-out"] = "standard"
+    languages: list[Language] | None = None
+
+
+class DataConfig(Strict):
+    source: Literal["synth", "dir"] = "synth"
+    dir: Path | None = None
+    synth: SynthConfig = SynthConfig()
+    # strict: rows with an empty query or target are an error instead of being dropped.
+    strict: bool = False
+    # Cap on training rows per task (stratified subsample); null keeps all.
+    max_train_rows: Annotated[int, Field(gt=0)] | None = None
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _dir_given(self) -> DataConfig:
+        if self.source == "dir" and self.dir is None:
+            raise ValueError("data.dir is required when data.source is 'dir'")
+        return self
+
+
+# -------------------------------------------------------------------------- model
+
+
+class TinyModelConfig(Strict):
+    """The built-in CPU model: a small Qwen2-architecture LM built from this config."""
+
+    hidden_size: Annotated[int, Field(gt=0)] = 64
+    num_layers: Annotated[int, Field(gt=0)] = 2
+    num_heads: Annotated[int, Field(gt=0)] = 4
+    num_kv_heads: Annotated[int, Field(gt=0)] = 2
+    intermediate_size: Annotated[int, Field(gt=0)] = 128
+    vocab_size: Annotated[int, Field(ge=300)] = 2000
+    max_position_embeddings: Annotated[int, Field(gt=0)] = 1024
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError("model.tiny.hidden_size must be a multiple of num_heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError("model.tiny.num_heads must be a multiple of num_kv_heads")
+        return self
+
+
+class ModelConfig(Strict):
+    # "tiny" for the built-in CPU model, else a Hugging Face id or a local path.
+    name: str = "tiny"
+    tiny: TinyModelConfig = TinyModelConfig()
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+
+class LoraConfig(Strict):
+    r: Annotated[int, Field(gt=0)] = 16
+    alpha: Annotated[float, Field(gt=0)] = 16
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    # Also train the token embeddings (needed when the base model is randomly initialised).
+    train_embeddings: bool = False
+    # Also adapt the output layer (the DILAB reference did).
+    train_lm_head: bool = False
+
+
+class TrainingConfig(Strict):
+    epochs: Annotated[float, Field(gt=0)] = 2
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    gradient_accumulation: Annotated[int, Field(gt=0)] = 1
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    max_length: Annotated[int, Field(gt=8)] = 1024
+    gradient_checkpointing: bool = False
+
+
+class ScoringConfig(Strict):
+    batch_size: Annotated[int, Field(gt=0)] = 32
+    threshold: Probability = 0.5
+
+
+# --------------------------------------------------------------------- components
+
+
+class QRThresholds(Strict):
+    hi_cos: Probability
+    hi_jac: Probability
+    lo_cos: Probability
+    lo_jac: Probability
+
+
+class QRConfig(Strict):
+    mode: Literal["default", "reference"] = "default"
+    # Use a checker model's p(yes) as well as the lexical signals.
+    use_model: bool = True
+    # Out-of-fold prediction with this many folds; `in_sample: true` is the reference's
+    # train-and-predict-the-same-rows procedure.
+    folds: Annotated[int, Field(ge=2)] = 3
+    in_sample: bool = False
+    # Checker model; null uses the sweep's model, LoRA and training settings.
+    checker_model: str | None = None
+    # "auto": per-language quantiles (DESIGN.md section 7); or fixed thresholds per language.
+    thresholds: Literal["auto"] | dict[Language, QRThresholds] = "auto"
+    quantile_hi: Probability = 0.90
+    quantile_lo: Probability = 0.10
+    min_class_rows: Annotated[int, Field(ge=1)] = 100
+    p_yes_hi: Probability = 0.9
+    p_yes_lo: Probability = 0.1
+    # Words that make a label-0 row look relevant / a label-1 row look irrelevant (per task).
+    domain_words: dict[Task, list[str]] = {}
+
+
+class LTConfig(Strict):
+    pass
+
+
+class HCTConfig(Strict):
+    # smart: split only on commas not followed by a space; reference: split on every comma.
+    split: Literal["smart", "reference"] = "smart"
+
+
+class SITConfig(Strict):
+    # YAML file with attribute vocabularies; null uses the built-in one.
+    vocab: Path | None = None
+    # Append the QC leaf category when the same query occurs in the QC training data.
+    qc_leaf: bool = True
+
+
+class DGConfig(Strict):
+    generator: Literal["offline", "llm"] = "offline"
+    model: str | None = None
+    max_new_tokens: Annotated[int, Field(gt=0)] = 64
+    batch_size: Annotated[int, Field(gt=0)] = 8
+
+    @model_validator(mode="after")
+    def _model_for_llm(self) -> DGConfig:
+        if self.generator == "llm" and not self.model:
+            raise ValueError("components.DG.model is required when generator is 'llm'")
+        return self
+
+
+class ICLConfig(Strict):
+    k: Annotated[int, Field(ge=2, le=16)] = 2
+    strategy: Literal["fixed", "similar"] = "fixed"
+    seed: int = 0
+
+
+class CoTConfig(Strict):
+    version: str = "v1"
+
+
+class ComponentsConfig(Strict):
+    """Settings each component uses when a trial switches it on."""
+
+    QR: QRConfig = QRConfig()
+    LT: LTConfig = LTConfig()
+    HCT: HCTConfig = HCTConfig()
+    SIT: SITConfig = SITConfig()
+    DG: DGConfig = DGConfig()
+    ICL: ICLConfig = ICLConfig()
+    CoT: CoTConfig = CoTConfig()
+
+
+# ------------------------------------------------------------------------- design
+
+
+class SearchParam(Strict):
+    """One knob of an Optuna search."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    type: Literal["float", "int"] = "float"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchParam:
+        if not self.low < self.high:
+            raise ValueError("low must be smaller than high")
+        if self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0")
+        return self
+
+
+class OptunaConfig(Strict):
+    n_trials: Annotated[int, Field(gt=0)] = 20
+    sampler: Literal["tpe", "random", "cmaes", "qmc"] = "tpe"
+    pruner: Literal["none", "median", "successive-halving"] = "median"
+    # Per-language QR thresholds searched for these languages (null: every training language).
+    qr_languages: list[Language] | None = None
+    search_qr_thresholds: bool = True
+    # Optional extra knobs: "lora.r", "training.learning_rate".
+    params: dict[Literal["lora.r", "training.learning_rate"], SearchParam] = {}
+
+
+class DesignConfig(Strict):
+    kind: Literal["grid", "cumulative", "leave-one-out", "fractional", "optuna"] = "grid"
+    # Components switched on and off (for cumulative: in the order they are added).
+    switches: list[Component] = ["LT", "HCT"]
+    # Components on in every trial.
+    always_on: list[Component] = []
+    # Fractional factorial resolution (III, IV or V written as 3, 4, 5).
+    resolution: Annotated[int, Field(ge=3, le=5)] = 4
+    # Base model as an axis: the same ablation for each model (null: model.name only).
+    models: list[str] | None = None
+    optuna: OptunaConfig = OptunaConfig()
+
+    @field_validator("switches", "always_on")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen = [v for i, v in enumerate(value) if v in value[:i]]
+        if seen:
+            raise ValueError(f"component listed twice: {seen[0]}")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> DesignConfig:
+        both = sorted(set(self.switches) & set(self.always_on))
+        if both:
+            raise ValueError(f"{both[0]} is in both switches and always_on")
+        return self
+
+
+# -------------------------------------------------------------------- run/tracking
+
+
+class TrackingConfig(Strict):
+    # null: $MLFLOW_TRACKING_URI if set, else MLflow's own default (sqlite:///mlflow.db).
+    uri: str | None = None
+    experiment: str | None = None
+    log_predictions: bool = True
+
+
+class StudyConfig(Strict):
+    # null: a SQLite file under the cache directory; or any SQLAlchemy URL (postgresql://...).
+    storage: str | None = None
+    heartbeat_interval: Annotated[int, Field(gt=0)] = 10
+    grace_period: Annotated[int, Field(gt=0)] = 30
+    max_retry: Annotated[int, Field(ge=0)] = 2
+
+
+class SweepConfig(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "ablation"
+    data: DataConfig = DataConfig()
+    tasks: list[Task] = ["QC", "QI"]
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    training: TrainingConfig = TrainingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    components: ComponentsConfig = ComponentsConfig()
+    design: DesignConfig = DesignConfig()
+    seeds: list[int] = [0]
+    tracking: TrackingConfig = TrackingConfig()
+    study: StudyConfig = StudyConfig()
+    cache_dir: Path = Path(".harness/cache")
+    reports_dir: Path = Path("reports")
+
+    @field_validator("tasks", "seeds")
+    @classmethod
+    def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("must list at least one value")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a value twice")
+        return value
+
+    @model_validator(mode="after")
+    def _components_apply(self) -> SweepConfig:
+        for where, names in (("design.switches", self.design.switches),
+                             ("design.always_on", self.design.always_on)):
+            for name in names:
+                if not set(APPLICABLE_TASKS[name]) & set(self.tasks):
+                    raise ValueError(
+                        f"{where}: {name} applies to {'/'.join(APPLICABLE_TASKS[name])} only, "
+                        f"and tasks are {self.tasks}")
+        return self
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def _format_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    path = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "literal_error" and "Component" not in message:
+        message = f"{message} (got {first.get('input')!r})"
+    prefix = f"{path}: " if path else ""
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{prefix}{message}{more}"
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "config") -> SweepConfig:
+    """Validate a parsed YAML mapping; raises ConfigError naming the key path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_format_error(error)}") from None
+
+
+def load_config(path: Path | str) -> SweepConfig:
+    """Read and validate a sweep YAML file. Relative data paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(error, 'problem', error)}") from None
+    config = parse_config(raw, source=str(path))
+    if config.data.dir is not None and not config.data.dir.is_absolute():
+        data = config.data.model_copy(update={"dir": (path.parent / config.data.dir)})
+        config = config.model_copy(update={"data": data})
+    return config
+
+
+def with_data_dir(config: SweepConfig, directory: Path) -> SweepConfig:
+    """The same sweep on the competition-format files in `directory` (`--data DIR`)."""
+    data = config.data.model_copy(update={"source": "dir", "dir": Path(directory)})
+    return config.model_copy(update={"data": data})
+
+
+__all__ = [
+    "APPLICABLE_TASKS", "COMPONENTS", "LANGUAGES", "TASKS", "SweepConfig", "applicable_components",
+    "load_config", "parse_config", "with_data_dir",
+]
