@@ -145,6 +145,8 @@ class TrainingConfig(Strict):
 class ScoringConfig(Strict):
     batch_size: Annotated[int, Field(gt=0)] = 32
     threshold: Probability = 0.5
+    # Also predict unlabelled dev/test files (logged per trial, for submissions).
+    predict_unlabelled: bool = True
 
 
 # --------------------------------------------------------------------- components
@@ -174,8 +176,6 @@ class QRConfig(Strict):
     min_class_rows: Annotated[int, Field(ge=1)] = 100
     p_yes_hi: Probability = 0.9
     p_yes_lo: Probability = 0.1
-    # Words that make a label-0 row look relevant / a label-1 row look irrelevant (per task).
-    domain_words: dict[Task, list[str]] = {}
 
 
 class LTConfig(Strict):
@@ -254,6 +254,8 @@ class OptunaConfig(Strict):
     n_trials: Annotated[int, Field(gt=0)] = 20
     sampler: Literal["tpe", "random", "cmaes", "qmc"] = "tpe"
     pruner: Literal["none", "median", "successive-halving"] = "median"
+    # Trials that finish before the median pruner starts stopping others.
+    startup_trials: Annotated[int, Field(ge=0)] = 3
     # Per-language QR thresholds searched for these languages (null: every training language).
     qr_languages: list[Language] | None = None
     search_qr_thresholds: bool = True
@@ -341,6 +343,12 @@ class SweepConfig(Strict):
                     raise ValueError(
                         f"{where}: {name} applies to {'/'.join(APPLICABLE_TASKS[name])} only, "
                         f"and tasks are {self.tasks}")
+        design = self.design
+        if (design.kind == "optuna" and design.optuna.search_qr_thresholds
+                and "QR" not in design.switches + design.always_on):
+            raise ValueError("design.optuna.search_qr_thresholds needs QR in design.always_on")
+        if design.kind == "optuna" and not design.optuna.search_qr_thresholds and not design.optuna.params:
+            raise ValueError("design.optuna: nothing to search (no QR thresholds, no params)")
         return self
 
 

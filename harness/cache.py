@@ -1,0 +1,120 @@
+"""Content-addressed cache of stage outputs.
+
+A stage output is stored under a key made of the stage name, its parameters, the fingerprints of
+its inputs and the stage's code version, so the same computation is never done twice — across
+trials of one sweep, across sweeps over the same data, and across worker processes. Writes go to
+a temporary file in the same folder and are renamed into place, so a crash or two processes
+writing the same entry never leave a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["frame", "array", "json"]
+_SUFFIX = {"frame": ".parquet", "array": ".npy", "json": ".json"}
+
+
+def stable_hash(value: Any) -> str:
+    """sha256 of a canonical JSON rendering (sorted keys; paths and other objects as strings)."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def frame_fingerprint(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A hash of a frame's content (values and column names, not its index)."""
+    selected = frame if columns is None else frame[list(columns)]
+    digest = hashlib.sha256("\x1f".join(map(str, selected.columns)).encode("utf-8"))
+    digest.update(str(len(selected)).encode())
+    if len(selected):
+        digest.update(pd.util.hash_pandas_object(selected, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary path next to `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StageCache:
+    """Stage outputs on disk under `root/<stage>/<key><suffix>`, with hit/miss counters."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+        self._memory: dict[Path, Any] = {}
+
+    @staticmethod
+    def key(stage: str, *, version: str, params: Mapping[str, Any], inputs: Sequence[str]) -> str:
+        return stable_hash({"stage": stage, "version": version, "params": params,
+                            "inputs": list(inputs)})[:32]
+
+    def path(self, stage: str, key: str, kind: Kind) -> Path:
+        return self.root / stage / f"{key}{_SUFFIX[kind]}"
+
+    def get_or_compute(self, stage: str, *, version: str, params: Mapping[str, Any],
+                       inputs: Sequence[str], compute: Callable[[], Any], kind: Kind) -> Any:
+        """Return the cached output of `stage` for these parameters and inputs, computing it once."""
+        path = self.path(stage, self.key(stage, version=version, params=params, inputs=inputs), kind)
+        if path in self._memory:
+            self.hits[stage] += 1
+            return _copy(self._memory[path])
+        if path.exists():
+            value = _read(path, kind)
+            self.hits[stage] += 1
+        else:
+            value = compute()
+            atomic_write(path, lambda tmp: _write(tmp, value, kind))
+            self.misses[stage] += 1
+        self._memory[path] = value
+        return _copy(value)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        stages = sorted(set(self.hits) | set(self.misses))
+        return {s: {"hits": self.hits[s], "misses": self.misses[s]} for s in stages}
+
+    def totals(self) -> tuple[int, int]:
+        return sum(self.hits.values()), sum(self.misses.values())
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, pd.DataFrame | np.ndarray):
+        return value.copy()
+    return json.loads(json.dumps(value)) if isinstance(value, dict | list) else value
+
+
+def _write(path: Path, value: Any, kind: Kind) -> None:
+    if kind == "frame":
+        value.to_parquet(path, index=False)
+    elif kind == "array":
+        with open(path, "wb") as handle:
+            np.save(handle, np.asarray(value), allow_pickle=False)
+    else:
+        path.write_text(json.dumps(value, sort_keys=True), encoding="utf-8")
+
+
+def _read(path: Path, kind: Kind) -> Any:
+    if kind == "frame":
+        return pd.read_parquet(path)
+    if kind == "array":
+        return np.load(path, allow_pickle=False)
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Pipeline components: QR (data), LT/HCT/SIT/DG (text), ICL/CoT (prompt)."""

@@ -1,0 +1,87 @@
+"""Yes/no scoring: p(yes) from the next-token logits of "yes" and "no" after one forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from harness.learner.model import LoadedModel
+
+
+def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], *,
+                   max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids of each prompt, cut from the LEFT to `max_length - 1` tokens (the answer token
+    takes the last place), keeping a leading BOS token. Returns (ids, number truncated)."""
+    if max_length < 2:
+        raise ValueError("max_length must leave room for the prompt and the answer token")
+    tokenizer = loaded.tokenizer
+    encoded = tokenizer(list(prompts), add_special_tokens=True, verbose=False)["input_ids"]
+    limit = max_length - 1
+    bos = tokenizer.bos_token_id
+    out: list[list[int]] = []
+    truncated = 0
+    for ids in encoded:
+        if len(ids) > limit:
+            truncated += 1
+            keep_bos = bos is not None and ids[0] == bos
+            ids = [bos, *ids[len(ids) - limit + 1:]] if keep_bos else ids[len(ids) - limit:]
+        out.append(list(ids))
+    return out, truncated
+
+
+def left_pad(sequences: Sequence[Sequence[int]], *, pad_id: int,
+             device: torch.device) -> dict[str, torch.Tensor]:
+    """A left-padded batch with attention mask and explicit position ids (0 at the first real
+    token), so every row's last position is its last real token."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            input_ids[row, width - len(seq):] = torch.as_tensor(seq, dtype=torch.long)
+            attention_mask[row, width - len(seq):] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
+            "position_ids": position_ids.to(device)}
+
+
+def next_token_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits (batch, vocab) for the token after each row's last position; only that position
+    goes through the output layer."""
+    return model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1, :]
+
+
+def score_yes_no(loaded: LoadedModel, *, prompts: list[str], batch_size: int, max_length: int,
+                 progress: bool = False) -> np.ndarray:
+    """p(yes) for each prompt (softmax over the "yes" and "no" logits), in input order.
+
+    Uses whatever adapter is active (or the bare base model). Prompts are batched by length;
+    the result does not depend on the batch size beyond float rounding.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    if not prompts:
+        return np.zeros(0, dtype=np.float64)
+    ids, _ = encode_prompts(loaded, prompts, max_length=max_length)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # stable: ties keep input order
+    p_yes = np.empty(len(ids), dtype=np.float64)
+    pair = torch.tensor([loaded.yes_id, loaded.no_id], device=loaded.device)
+    model = loaded.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), tqdm(total=len(ids), desc="score", unit="row",
+                                          disable=not progress, leave=False) as bar:
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                batch = left_pad([ids[i] for i in rows], pad_id=loaded.tokenizer.pad_token_id,
+                                 device=loaded.device)
+                two = next_token_logits(model, batch).index_select(-1, pair).float()
+                p_yes[rows] = torch.softmax(two, dim=-1)[:, 0].cpu().numpy()
+                bar.update(len(rows))
+    finally:
+        model.train(was_training)
+    return p_yes

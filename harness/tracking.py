@@ -1,0 +1,178 @@
+"""Everything MLflow: one parent run per sweep, one child run per trial.
+
+The client API is used throughout (no process-global active run), so several workers can log to
+one tracking server, and transformers' own MLflow callback is never involved.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+TRIAL_KEY_TAG = "harness.trial_key"
+SWEEP_TAG = "harness.sweep"
+ROLE_TAG = "harness.role"
+PARENT_TAG = "mlflow.parentRunId"
+_BATCH = 900  # MLflow accepts at most 1000 metrics per batch
+
+
+def mask_url(url: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
+    return re.sub(r"(//[^:/@]+:)[^@/]+@", r"\1***@", url)
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """The YAML's URI, else $MLFLOW_TRACKING_URI, else MLflow's own default."""
+    if configured:
+        return configured
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
+def dashboard_command(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {mask_url(uri)} in a browser"
+    return f"mlflow ui --backend-store-uri {mask_url(uri)} --host 127.0.0.1 --port 5000"
+
+
+class Tracker:
+    """An MLflow experiment holding one sweep's parent run and its trial runs."""
+
+    def __init__(self, *, uri: str, experiment: str) -> None:
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            try:
+                self.experiment_id = self.client.create_experiment(experiment)
+            except mlflow.exceptions.MlflowException:  # another worker created it first
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+        else:
+            self.experiment_id = found.experiment_id
+
+    # ------------------------------------------------------------------ sweep run
+
+    def sweep_run(self, sweep: str, *, params: Mapping[str, Any]) -> str:
+        """The sweep's parent run: the newest one with this sweep name, else a new one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep}",
+                                     tags={SWEEP_TAG: sweep, ROLE_TAG: "sweep"})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def finish_sweep(self, run_id: str, *, failed: bool) -> None:
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    # ----------------------------------------------------------------- trial runs
+
+    def trial_runs(self, sweep: str, *, key: str | None = None,
+                   status: str | None = None) -> list[mlflow.entities.Run]:
+        filters = [f"tags.`{SWEEP_TAG}` = '{sweep}'", f"tags.`{ROLE_TAG}` = 'trial'"]
+        if key:
+            filters.append(f"tags.`{TRIAL_KEY_TAG}` = '{key}'")
+        if status:
+            filters.append(f"attributes.status = '{status}'")
+        return list(self.client.search_runs([self.experiment_id], " and ".join(filters),
+                                            max_results=50_000))
+
+    def finished_run(self, sweep: str, key: str) -> mlflow.entities.Run | None:
+        runs = self.trial_runs(sweep, key=key, status="FINISHED")
+        return runs[0] if runs else None
+
+    def close_stale_runs(self, sweep: str, key: str, *, status: str = "KILLED") -> int:
+        """Mark this trial's runs still RUNNING (their process died) as KILLED."""
+        stale = self.trial_runs(sweep, key=key, status="RUNNING")
+        for run in stale:
+            self.client.set_terminated(run.info.run_id, status=status)
+        return len(stale)
+
+    def start_trial(self, *, sweep: str, parent_run_id: str, key: str, name: str,
+                    tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=name,
+            tags={PARENT_TAG: parent_run_id, SWEEP_TAG: sweep, ROLE_TAG: "trial",
+                  TRIAL_KEY_TAG: key, **tags})
+        return run.info.run_id
+
+    def end_trial(self, run_id: str, *, status: str, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(run_id, "harness.error", error[:4900])
+        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.from_string(status)))
+
+    # -------------------------------------------------------------------- logging
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for start in range(0, len(items), 90):
+            self.client.log_batch(run_id, params=items[start:start + 90])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(run_id, metrics=items[start:start + _BATCH])
+
+    def log_series(self, run_id: str, name: str, values: list[float]) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(name, float(v), now, step) for step, v in enumerate(values)]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(run_id, metrics=items[start:start + _BATCH])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_dict(self, run_id: str, value: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(run_id, dict(value), artifact_file)
+
+    def log_frame(self, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+        """A table as a CSV artifact (row ids kept, so later statistics can pair trials)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            frame.to_csv(path, index=False)
+            folder = str(Path(artifact_file).parent)
+            self.client.log_artifact(run_id, str(path), None if folder == "." else folder)
+
+    def load_frame(self, run_id: str, artifact_file: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(run_id, artifact_file, tmp)
+            return pd.read_csv(local, dtype={"id": str})
+
+    def log_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def trial_results(tracker: Tracker, sweep: str) -> pd.DataFrame:
+    """One row per FINISHED trial run of the sweep: tags, params and metrics as columns."""
+    runs = tracker.trial_runs(sweep, status="FINISHED")
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run_id": run.info.run_id, "start_time": run.info.start_time}
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        # A configuration finished twice (e.g. two workers raced) counts once: the newest.
+        frame = (frame.sort_values("start_time", ascending=False)
+                 .drop_duplicates(f"tags.{TRIAL_KEY_TAG}").reset_index(drop=True))
+    return frame
