@@ -175,7 +175,8 @@ def _qr_effect(results: _Results, config: SweepConfig, model: str) -> str:
 def _footer(config: SweepConfig, data: PreparedData) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, timeout=5).stdout.strip() or "unknown"
+                                text=True, check=False, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     import optuna

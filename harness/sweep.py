@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import traceback
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ def storage_url(config: SweepConfig, override: str | None) -> str:
 
 
 def open_study(config: SweepConfig, *, url: str, name: str) -> optuna.Study:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = RDBStorage(
         url, heartbeat_interval=config.study.heartbeat_interval,
         grace_period=config.study.grace_period,
@@ -107,8 +109,8 @@ def recover_orphans(study: optuna.Study) -> int:
         attrs = trial.user_attrs
         if attrs.get("harness.host") != host or _pid_alive(int(attrs.get("harness.pid", -1))):
             continue
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         study._storage.set_trial_user_attr(trial._trial_id, "harness.interrupted", True)
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         study.enqueue_trial({}, user_attrs={KEY_ATTR: attrs[KEY_ATTR]})
         recovered += 1
     return recovered

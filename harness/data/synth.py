@@ -56,7 +56,7 @@ BRAND_ONLY_RATE = 0.08  # of QC queries
 SYNONYM_RATE = 0.35  # of English queries whose product has synonyms
 FIRST_WORD_RATE = 0.7  # a lexicon entry's first (most common) word; else one of the others
 # Products are not equally popular: weight 1 / (rank + offset) ** exponent, ranks drawn per seed.
-POPULARITY = {"offset": 3.0, "exponent": 1.0}
+POPULARITY = {"offset": 3.0, "exponent": 1.2}
 QC_NEGATIVES = {"sibling": 0.4, "cousin": 0.2, "random": 0.4}
 QI_NEGATIVES = {"attribute": 0.4, "sibling": 0.3, "random": 0.3}
 # Chance that a query names an attribute (QC: noise words; QI: constraints on the title).

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness.learner.model import LoadedModel
+from harness.learner.model import LoadedModel, cpu_threads
 
 
 def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], *,
@@ -72,9 +72,9 @@ def score_yes_no(loaded: LoadedModel, *, prompts: list[str], batch_size: int, ma
     model = loaded.model
     was_training = model.training
     model.eval()
+    bar = tqdm(total=len(ids), desc="score", unit="row", disable=not progress, leave=False)
     try:
-        with torch.inference_mode(), tqdm(total=len(ids), desc="score", unit="row",
-                                          disable=not progress, leave=False) as bar:
+        with bar, cpu_threads(loaded), torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
                 batch = left_pad([ids[i] for i in rows], pad_id=loaded.tokenizer.pad_token_id,

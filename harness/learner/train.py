@@ -6,6 +6,7 @@ import gc
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from transformers import get_scheduler
 from transformers.pytorch_utils import Conv1D
 
 from harness.config import LoraConfig, TrainingConfig
-from harness.learner.model import LoadedModel
+from harness.errors import ConfigError
+from harness.learner.model import LoadedModel, cpu_threads
 from harness.learner.score import encode_prompts, left_pad, next_token_logits
 
 _adapter_ids = itertools.count()
@@ -86,22 +88,29 @@ def fresh_adapter(loaded: LoadedModel, *, lora: LoraConfig, seed: int) -> Iterat
     name = f"trial_{next(_adapter_ids)}"
     config = _peft_config(loaded.model, lora)
     previous = list(loaded.peft_model.active_adapters) if loaded.peft_model is not None else []
-    with _seeded(loaded.device, seed):
-        if loaded.peft_model is None:
-            loaded.peft_model = peft.get_peft_model(loaded.model, config, adapter_name=name)
-        else:
-            loaded.peft_model.add_adapter(name, config)
-            loaded.peft_model.set_adapter(name)
+    try:
+        with _seeded(loaded.device, seed), warnings.catch_warnings():
+            # peft 0.21 reads a property that transformers 5 renamed
+            warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+            if loaded.peft_model is None:
+                loaded.peft_model = peft.get_peft_model(loaded.model, config, adapter_name=name)
+            else:
+                loaded.peft_model.add_adapter(name, config)
+                loaded.peft_model.set_adapter(name)
+    except ValueError as error:  # e.g. target modules that the model does not have
+        raise ConfigError(f"lora: {' '.join(str(error).split())}") from None
     loaded.model.eval()
     try:
         yield loaded.peft_model
     finally:
         peft_model = loaded.peft_model
-        peft_model.delete_adapter(name)
-        if peft_model.peft_config:
-            peft_model.set_adapter(previous[0] if previous else next(iter(peft_model.peft_config)))
+        others = [adapter for adapter in peft_model.peft_config if adapter != name]
+        if others:
+            peft_model.set_adapter(previous[0] if previous else others[0])
+            peft_model.delete_adapter(name)
         else:
             # No adapter left: give back the untouched base model (peft cannot add to an empty one).
+            peft_model.delete_adapter(name)
             loaded.model = peft_model.unload()
             loaded.peft_model = None
         loaded.model.eval()
@@ -126,19 +135,33 @@ def _scheduler_name(name: str) -> str:
     return "constant_with_warmup" if name == "constant" else name
 
 
+def _set_checkpointing(model: torch.nn.Module, *, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off; transformers 5 renamed the methods."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_disable()
+
+
 @contextmanager
 def _training_mode(loaded: LoadedModel, *, seed: int, checkpointing: bool) -> Iterator[None]:
     """Train mode (and gradient checkpointing) with a seeded RNG for the block; eval mode after."""
     model = loaded.model
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _set_checkpointing(model, on=True)
     try:
-        with _seeded(loaded.device, seed):  # LoRA dropout draws from the global RNG
+        with cpu_threads(loaded), _seeded(loaded.device, seed):  # seeded: LoRA dropout
             model.train()
             yield
     finally:
         if checkpointing:
-            model.gradient_checkpointing_disable()
+            _set_checkpointing(model, on=False)
         model.eval()
 
 

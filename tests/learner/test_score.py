@@ -1,0 +1,77 @@
+"""Yes/no scoring: one forward pass, left padding, input order, batch-size invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.config import ModelConfig
+from harness.learner import LoadedModel, load_base_model, score_yes_no
+from harness.learner.score import encode_prompts, left_pad
+
+PROMPTS = [
+    "Query: red shoes\nCategory: clothing,shoes\n### Response:\n",
+    "Query: lamp\n### Response:\n",
+    "Below is a query and a category. Answer yes or no.\nQuery: very cheap blue running shoes "
+    "for children size 32\nCategory: sports,outdoor,camping,tents\n### Response:\n",
+    "Query: phone\nCategory: electronics,phones\n### Response:\n",
+    "Query: 赤い靴\nCategory: clothing,shoes\n### Response:\n",
+    "Query: lamp\n### Response:\n",  # a duplicate
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return load_base_model(model=ModelConfig(), corpus=PROMPTS * 3,
+                           cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def direct_p_yes(loaded: LoadedModel, ids: list[int]) -> float:
+    """p(yes) from an unpadded single-row forward pass with full logits."""
+    with torch.inference_mode():
+        logits = loaded.model(torch.tensor([ids])).logits[0, -1]
+    pair = torch.stack([logits[loaded.yes_id], logits[loaded.no_id]])
+    return torch.softmax(pair, dim=0)[0].item()
+
+
+def test_scores_equal_direct_computation(loaded: LoadedModel) -> None:
+    expected = [direct_p_yes(loaded, loaded.tokenizer(p)["input_ids"]) for p in PROMPTS]
+    got = score_yes_no(loaded, prompts=PROMPTS, batch_size=4, max_length=512)
+    assert got.shape == (len(PROMPTS),) and got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert got[1] == got[5]
+    assert np.all((got > 0) & (got < 1))
+    assert np.ptp(got) > 1e-4  # the prompts really are scored differently
+
+
+def test_batch_size_and_order_invariance(loaded: LoadedModel) -> None:
+    one = score_yes_no(loaded, prompts=PROMPTS, batch_size=1, max_length=512)
+    for batch_size in (2, 3, 64):
+        np.testing.assert_allclose(
+            score_yes_no(loaded, prompts=PROMPTS, batch_size=batch_size, max_length=512), one,
+            atol=1e-5)
+    reversed_scores = score_yes_no(loaded, prompts=PROMPTS[::-1], batch_size=3, max_length=512)
+    np.testing.assert_allclose(reversed_scores[::-1], one, atol=1e-5)
+    assert np.array_equal(score_yes_no(loaded, prompts=PROMPTS, batch_size=3, max_length=512),
+                          score_yes_no(loaded, prompts=PROMPTS, batch_size=3, max_length=512))
+
+
+def test_long_prompts_keep_their_end(loaded: LoadedModel) -> None:
+    full = loaded.tokenizer(PROMPTS[2])["input_ids"]
+    ids, truncated = encode_prompts(loaded, PROMPTS, max_length=12)
+    assert truncated == sum(len(loaded.tokenizer(p)["input_ids"]) > 11 for p in PROMPTS) > 0
+    assert ids[2] == full[-11:]
+    got = score_yes_no(loaded, prompts=PROMPTS, batch_size=8, max_length=12)
+    assert got[2] == pytest.approx(direct_p_yes(loaded, full[-11:]), abs=1e-5)
+
+
+def test_left_padding_layout() -> None:
+    batch = left_pad([[5, 6, 7], [9]], pad_id=0, device=torch.device("cpu"))
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 9]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2], [1, 1, 0]]
+
+
+def test_empty_input(loaded: LoadedModel) -> None:
+    assert score_yes_no(loaded, prompts=[], batch_size=8, max_length=64).shape == (0,)

@@ -1,0 +1,81 @@
+"""End to end: a tiny sweep on the built-in benchmark with the built-in model, read back from
+MLflow; resume, determinism, the stage cache, failure isolation."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from harness.sweep import run_sweep
+from harness.tracking import TRIAL_KEY_TAG
+from tests.sweep_helpers import child_runs, tiny_config
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    config = tiny_config(root)
+    summary = run_sweep(config, progress=False)
+    return root, config, summary
+
+
+def test_sweep_logs_one_finished_child_per_trial(finished_sweep):
+    root, _, summary = finished_sweep
+    runs = child_runs(root)
+    # grid over LT, HCT: 4 QC configurations, 2 for QI (HCT does not apply to QI)
+    assert summary.planned == 6 and summary.finished == 6 and not summary.failed
+    assert len(runs) == 6 and set(runs["status"]) == {"FINISHED"}
+    assert runs[f"tags.{TRIAL_KEY_TAG}"].is_unique
+    assert runs["tags.mlflow.parentRunId"].nunique() == 1
+    assert sorted(runs["params.task"]) == ["QC"] * 4 + ["QI"] * 2
+    for column in ["metrics.f1", "metrics.precision", "metrics.recall", "metrics.f1/seen",
+                   "metrics.f1/unseen", "metrics.f1/en", "metrics.f1/de", "metrics.train_seconds",
+                   "metrics.score_seconds", "metrics.train_examples_per_second", "metrics.train_loss",
+                   "params.LT", "params.HCT", "params.QR", "params.lora.r", "params.seed",
+                   "params.data_fingerprint", "params.model"]:
+        assert runs[column].notna().all(), column
+    qi = runs[runs["params.task"] == "QI"]
+    assert qi["metrics.f1/vn"].notna().all()  # QI's unseen languages are scored
+
+
+def test_predictions_are_logged_per_row(finished_sweep):
+    root, _, _ = finished_sweep
+    run = child_runs(root).iloc[0]
+    local = mlflow.artifacts.download_artifacts(run_id=run["run_id"],
+                                                artifact_path=f"predictions/{run['params.eval_split']}.csv")
+    predictions = pd.read_csv(local)
+    assert list(predictions.columns) == ["id", "language", "label", "p_yes", "prediction"]
+    assert len(predictions) == int(run["params.eval_rows"])
+    assert predictions["p_yes"].between(0, 1).all()
+
+
+def test_the_model_learns_above_the_all_yes_baseline(finished_sweep):
+    root, _, _ = finished_sweep
+    runs = child_runs(root)
+    assert (runs["metrics.f1/seen"] > runs["metrics.baseline_f1"]).mean() >= 0.5
+
+
+def test_report_has_the_table4_shape(finished_sweep):
+    root, _, summary = finished_sweep
+    text = summary.report.read_text()
+    assert summary.report == root / "reports" / "e2e" / "ablation.md"
+    assert "| configuration | QC | QI | overall |" in text
+    for row in ("| baseline |", "| LT |", "| HCT |", "| LT+HCT |"):
+        assert row in text
+    assert "ar *" in text and "± " in text
+
+
+def test_rerun_skips_finished_trials_and_reproduces_f1(finished_sweep):
+    root, config, _ = finished_sweep
+    before = child_runs(root).set_index(f"tags.{TRIAL_KEY_TAG}")["metrics.f1"]
+    summary = run_sweep(config, progress=False)
+    after = child_runs(root)
+    assert len(after) == 6 and summary.finished == 6  # no second run for a finished configuration
+    # a fresh sweep (new study and MLflow store, same cache) reproduces every F1
+    fresh = root / "fresh"
+    fresh.mkdir()
+    again = tiny_config(fresh, cache_dir=str(root / "cache"))
+    run_sweep(again, progress=False)
+    reproduced = child_runs(fresh).set_index(f"tags.{TRIAL_KEY_TAG}")["metrics.f1"]
+    pd.testing.assert_series_equal(before.sort_index(), reproduced.sort_index(), check_names=False)
