@@ -107,5 +107,7 @@ def test_load_errors_are_one_line_harness_errors(tmp_path: Path,
         load_base_model(model=ModelConfig(name="no-such-org/no-such-model"), corpus=None,
                         cache_dir=tmp_path)
     assert "\n" not in str(error.value)
+    with pytest.raises(ModelLoadError, match="model.device: invalid device 'gpu0'"):
+        load_base_model(model=ModelConfig(device="gpu0"), corpus=CORPUS, cache_dir=tmp_path)
     with pytest.raises(ModelLoadError, match="folder without config.json"):
         load_base_model(model=ModelConfig(name=str(tmp_path)), corpus=None, cache_dir=tmp_path)
