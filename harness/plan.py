@@ -57,11 +57,12 @@ def models_of(config: SweepConfig) -> list[str]:
 
 
 def heldout_languages(config: SweepConfig, task: str) -> list[str | None]:
+    """None (train on every language) plus, for leave-language-out, each language to hold out."""
     evaluation = config.data.eval
     if evaluation.protocol != "leave-language-out":
         return [None]
     languages = evaluation.languages or list(TRAIN_LANGUAGES[task])
-    return list(languages)
+    return [None, *languages]
 
 
 def trial_identity(spec: TrialSpec, config: SweepConfig, *, data_fingerprint: str) -> dict[str, Any]:

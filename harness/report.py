@@ -134,6 +134,37 @@ def _language_table(results: _Results, config: SweepConfig, plan: Plan, model: s
     return make_table(headers, rows)
 
 
+def _leave_language_out_table(results: _Results, config: SweepConfig, plan: Plan, model: str,
+                              task: str) -> str:
+    """F1 on language L of a model trained without L, beside the seen-language F1 of the model
+    trained on every language: the honest estimate of unseen-language F1 on real data."""
+    languages = [t.heldout_language for t in plan.trials if t.task == task and t.model == model
+                 and t.heldout_language is not None]
+    languages = list(dict.fromkeys(languages))
+    if not languages:
+        return ""
+    rows, done = [], set()
+    for configuration in plan.configurations:
+        label = _label(configuration, task)
+        if label in done:
+            continue
+        done.add(label)
+        full = results.runs(model=model, task=task, label=label)
+        seen = [r["metrics.f1/seen"] for r in full if pd.notna(r.get("metrics.f1/seen"))]
+        row = [label, f"{np.mean(seen):.3f}" if seen else "–"]
+        held = []
+        for language in languages:
+            runs = results.runs(model=model, task=task, label=label, heldout=language)
+            values = [r["metrics.f1"] for r in runs]
+            held += values
+            row.append(f"{np.mean(values):.3f}" if values else "–")
+        row.append(f"{np.mean(held):.3f}" if held else "–")
+        rows.append(row)
+    headers = ["configuration", "seen F1 (all languages trained)",
+               *(f"{lang} held out" for lang in languages), "mean held out"]
+    return make_table(headers, rows)
+
+
 def _qr_table(results: _Results, task: str) -> str:
     columns = [c for c in results.frame.columns if c.startswith("metrics.qr/precision/")]
     runs = [r for _, r in results.frame.iterrows()
@@ -218,6 +249,10 @@ def write_report(config: SweepConfig, *, plan: Plan, results: pd.DataFrame, trac
             if table:
                 sections += ["", f"### {task} F1 per language (`*` = not in the training data)",
                              "", table]
+            table = _leave_language_out_table(indexed, config, plan, model, task)
+            if table:
+                sections += ["", f"### {task} leave-language-out: F1 on a language the model "
+                             "was trained without", "", table]
     for task in config.tasks:
         table = _qr_table(indexed, task)
         if table:

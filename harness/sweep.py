@@ -52,6 +52,7 @@ class SweepSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     report: Path | None = None
     tracking_uri: str = ""
+    cache_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def log(message: str) -> None:
@@ -354,7 +355,7 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     failures = _failures(study, worker.specs)
     tracker.finish_sweep(parent, failed=bool(failures) or interrupted)
     summary = SweepSummary(planned=len(plan.trials), finished=0, failed=failures,
-                           tracking_uri=tracking_uri)
+                           tracking_uri=tracking_uri, cache_counts=worker.cache.counts())
     if interrupted:
         raise KeyboardInterrupt
     results = trial_results(tracker, config.name)
@@ -380,6 +381,11 @@ def _failures(study: optuna.Study, specs: dict[str, TrialSpec]) -> list[tuple[st
 def _print_summary(summary: SweepSummary, config: SweepConfig) -> None:
     log("")
     log(f"Done: {summary.finished} of {summary.planned} trials finished.")
+    hits = sum(c["hits"] for c in summary.cache_counts.values())
+    misses = sum(c["misses"] for c in summary.cache_counts.values())
+    log(f"Stage cache: {hits} hits, {misses} computed ("
+        + ", ".join(f"{s} {c['misses']}/{c['hits'] + c['misses']}" for s, c in summary.cache_counts.items())
+        + " computed/used)")
     if summary.failed:
         log(f"{len(summary.failed)} trial(s) failed:")
         for name, error in summary.failed:

@@ -35,6 +35,9 @@ def test_sweep_logs_one_finished_child_per_trial(finished_sweep):
                    "params.LT", "params.HCT", "params.QR", "params.lora.r", "params.seed",
                    "params.data_fingerprint", "params.model"]:
         assert runs[column].notna().all(), column
+    # each shared stage ran once per input frame (train and test of each task), not per trial
+    assert summary.cache_counts["LT"]["misses"] == 4 and summary.cache_counts["LT"]["hits"] >= 2
+    assert summary.cache_counts["HCT"]["misses"] == 2
     qi = runs[runs["params.task"] == "QI"]
     assert qi["metrics.f1/vn"].notna().all()  # QI's unseen languages are scored
 

@@ -54,7 +54,7 @@ NULL_TITLE_RATE = 453 / 340_000
 SYMBOLS_ONLY_RATE = 0.01  # of negatives
 BRAND_ONLY_RATE = 0.08  # of QC queries
 SYNONYM_RATE = 0.35  # of English queries whose product has synonyms
-FIRST_WORD_RATE = 0.7  # a lexicon entry's first (most common) word; else one of the others
+FIRST_WORD_RATE = 0.8  # a lexicon entry's first (most common) word; else one of the others
 # Products are not equally popular: weight 1 / (rank + offset) ** exponent, ranks drawn per seed.
 POPULARITY = {"offset": 3.0, "exponent": 1.2}
 QC_NEGATIVES = {"sibling": 0.4, "cousin": 0.2, "random": 0.4}
@@ -102,22 +102,28 @@ def load_lexicon() -> Lexicon:
     folder = resources.files("harness.data") / "lexicon"
     read = {name: yaml.safe_load((folder / f"{name}.yaml").read_text("utf-8"))
             for name in ("taxonomy", "products", "attributes", "languages")}
-    products, attributes = read["products"], read["attributes"]
+    products, attributes, groups = read["products"], read["attributes"], read["taxonomy"]["groups"]
     words = {kind: {key: _word_table(table, f"{kind} {key}", LANGUAGES)
-                    for key, table in attributes[f"{kind}s"].items()} for kind in ("colour", "material")}
+                    for key, table in attributes[f"{kind}s"].items()}
+             for kind in ("colour", "material")}
+    brands = [brand for spec in groups for brand in spec["brands"]]
+    _require(len(set(brands)) == len(brands), "a brand belongs to one group only")
+    _require(set(read["languages"]["languages"]) == set(LANGUAGES), "languages.yaml: 13 languages")
     leaves: list[Leaf] = []
-    group_leaves = []
-    for group, spec in enumerate(read["taxonomy"]["groups"]):
+    group_leaves, tops = [], []
+    for group, spec in enumerate(groups):
         _require(len(spec["leaves"]) >= 2 and len(spec["brands"]) >= 2,
                  f"group {spec['parent']} needs two leaves and two brands")
         group_leaves.append(tuple(range(len(leaves), len(leaves) + len(spec["leaves"]))))
         for name in spec["leaves"]:
-            product = products[name]
-            levels = [*spec["parent"], name]
-            _require(all(", " in level or "," not in level for level in levels)
-                     and all(m in words["material"] for m in product.get("materials", [])),
-                     f"bad level name or material in {levels}")
+            product, levels = products[name], [*spec["parent"], name]
+            # Inside a level name a comma is always followed by a space (the real data's rule).
+            _require(all(part.startswith(" ") for level in levels for part in level.split(",")[1:]),
+                     f"level names of {levels}: a comma inside a name needs a space after it")
+            _require(all(m in words["material"] for m in product.get("materials", ())),
+                     f"unknown material of {name}")
             sizes = attributes["sizes"][product["sizes"]] if "sizes" in product else {}
+            tops.append(levels[0])
             leaves.append(Leaf(
                 name=name, path=",".join(levels), group=group, title=product["title"],
                 synonyms=tuple(product.get("synonyms", ())),
@@ -129,22 +135,22 @@ def load_lexicon() -> Lexicon:
                 size_word=bool(sizes.get("word")), audience=bool(spec.get("audience"))))
     _require(len({leaf.name for leaf in leaves}) == len(leaves) == len(products),
              "every product must be exactly one leaf")
-    _require(set(read["languages"]["languages"]) == set(LANGUAGES), "languages.yaml: 13 languages")
-    top = [leaf.path.split(",")[0] for leaf in leaves]
+    indices = range(len(leaves))
     negatives = {
-        "sibling": tuple(tuple(j for j in group_leaves[a.group] if j != i) for i, a in enumerate(leaves)),
-        "cousin": tuple(tuple(j for j, b in enumerate(leaves) if top[j] == top[i] and b.group != a.group)
-                        for i, a in enumerate(leaves)),
-        "random": tuple(tuple(j for j in range(len(leaves)) if top[j] != top[i])
-                        for i in range(len(leaves))),
+        "sibling": tuple(tuple(j for j in group_leaves[a.group] if j != i)
+                         for i, a in enumerate(leaves)),
+        "cousin": tuple(tuple(j for j in indices if tops[j] == tops[i] and leaves[j].group != group)
+                        for i, group in enumerate(leaf.group for leaf in leaves)),
+        "random": tuple(tuple(j for j in indices if tops[j] != tops[i]) for i in indices),
     }
     _require(all(negatives["cousin"]), "every top level needs two groups")
+    languages = read["languages"]
     return Lexicon(tuple(leaves), tuple(group_leaves), negatives, words,
-                   read["languages"]["languages"], attributes["title"], read["languages"]["symbols"])
+                   languages["languages"], attributes["title"], languages["symbols"])
 
 
 def _word_table(table: dict, what: str, languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    _require(all(table.get(lang) for lang in languages), f"lexicon: {what} lacks a language")
+    _require(all(table.get(lang) for lang in languages), f"{what} lacks a language")
     return {lang: tuple(str(word) for word in table[lang]) for lang in languages}
 
 
@@ -278,14 +284,16 @@ class _Pairs:
         else:
             words = [colour, material, product]
         if "size" in asked:
-            words.append(f"{spec['size_word']} {asked['size']}" if leaf.size_word else asked["size"])
+            size = asked["size"]
+            words.append(f"{spec['size_word']} {size}" if leaf.size_word else size)
         if "brand" in asked:
             brand = asked["brand"].lower()
             words = [brand, *words] if d.chance(QUERY_NOISE["brand_first"]) else [*words, brand]
         if d.chance(QUERY_NOISE["filler"]):
             filler = d.pick(spec["fillers"])
             words = [filler, *words] if d.chance(0.5) else [*words, filler]
-        query = ("" if d.chance(spec["nospace"]) else " ").join(w for w in words if w)
+        words = [w for w in words if w]
+        query = _glue(words) if d.chance(spec["nospace"]) else " ".join(words)
         if d.chance(QUERY_NOISE["typo"]):
             query = self._typo(query)
         if spec["latin"] and d.chance(QUERY_NOISE["title_case"]):
@@ -333,6 +341,15 @@ class _Pairs:
         return title
 
 
+def _glue(words: list[str]) -> str:
+    """Words written without spaces, except between two Latin-script words."""
+    text = words[0]
+    for word in words[1:]:
+        latin = text[-1].isascii() and word[0].isascii()
+        text += f" {word}" if latin else word
+    return text
+
+
 @dataclass(frozen=True)
 class _Split:
     language: list[str]
@@ -363,7 +380,8 @@ def _make_split(lexicon: Lexicon, rng: np.random.Generator, *, task: str,
     languages, clean = languages[order], clean[order]
     pairs = _Pairs(lexicon, _Dice(rng), popularity)
     make = pairs.qc if task == "QC" else pairs.qi
-    triples = [make(lang, positive) for lang, positive in zip(languages.tolist(), clean.astype(bool).tolist(), strict=True)]
+    triples = [make(lang, positive) for lang, positive
+               in zip(languages.tolist(), clean.astype(bool).tolist(), strict=True)]
     noisy = np.zeros(len(languages), dtype=bool)
     for lang in per_language if noise else ():
         rows = np.flatnonzero(languages == lang)
@@ -377,7 +395,7 @@ def _make_split(lexicon: Lexicon, rng: np.random.Generator, *, task: str,
 
 def _popularity(count: int, seed: int) -> list[float]:
     """Weights of the products (Zipf-like over ranks drawn from the seed), shared by all files."""
-    ranks = np.random.default_rng([seed % 2**63, len(TASKS)]).permutation(count)
+    ranks = np.random.default_rng([seed % 2**63, 2**32]).permutation(count)  # a stream of its own
     return (1.0 / (ranks + POPULARITY["offset"]) ** POPULARITY["exponent"]).tolist()
 
 
@@ -420,18 +438,18 @@ def _write_jsonl(path: Path, records: Any) -> None:
 
 def _write_split(path: Path, task: str, rows: _Split) -> None:
     column = target_column(task)
+    fields = zip(rows.language, rows.query, rows.target, rows.label.tolist(), strict=True)
     _write_jsonl(path, ({"id": i, "task": task, "language": lang, "origin_query": query,
                          column: target, "label": str(label)}
-                        for i, (lang, query, target, label) in
-                        enumerate(zip(rows.language, rows.query, rows.target, rows.label.tolist(), strict=True), 1)))
+                        for i, (lang, query, target, label) in enumerate(fields, 1)))
 
 
 def _write_truth(path: Path, rows: _Split) -> None:
+    fields = zip(rows.language, rows.label.tolist(), rows.clean.tolist(), rows.noisy.tolist(),
+                 rows.kind, strict=True)
     _write_jsonl(path, ({"id": i, "language": lang, "label": label, "clean_label": clean,
                          "noisy": noisy, "kind": kind}
-                        for i, (lang, label, clean, noisy, kind) in
-                        enumerate(zip(rows.language, rows.label.tolist(), rows.clean.tolist(),
-                                      rows.noisy.tolist(), rows.kind, strict=True), 1)))
+                        for i, (lang, label, clean, noisy, kind) in enumerate(fields, 1)))
 
 
 @dataclass(frozen=True)
@@ -476,7 +494,8 @@ def generate(out_dir: Path, *, seed: int = 0, scale: str = "small",
     popularity = _popularity(len(lexicon.leaves), seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = [(task, split, _rows_per_language(scale, split, task)) for task in TASKS for split in SPLITS]
+    plan = [(task, split, _rows_per_language(scale, split, task))
+            for task in TASKS for split in SPLITS]
     files, counts, positive_rate, noisy, null_titles = [], {}, {}, {}, 0
     with tqdm(total=sum(sum(p.values()) for *_, p in plan), unit="row", disable=not progress,
               desc="synth") as bar:
@@ -485,7 +504,8 @@ def generate(out_dir: Path, *, seed: int = 0, scale: str = "small",
             null_rate = NULL_TITLE_RATE if train and task == "QI" and scale != "tiny" else 0.0
             rng = np.random.default_rng([seed % 2**63, TASKS.index(task), SPLITS.index(split)])
             rows = _make_split(lexicon, rng, task=task, per_language=per_language,
-                               popularity=popularity, noise=rates if train else None, null_rate=null_rate)
+                               popularity=popularity, noise=rates if train else None,
+                               null_rate=null_rate)
             files.append(out_dir / split_file_name(split, task))
             _write_split(files[-1], task, rows)
             counts[(split, task)] = len(rows.language)
@@ -496,12 +516,13 @@ def generate(out_dir: Path, *, seed: int = 0, scale: str = "small",
                 noisy[task] = int(rows.noisy.sum())
                 null_titles += sum(target is None for target in rows.target)
             bar.update(len(rows.language))
-    meta = {"generator": "harness.data.synth", "seed": seed, "scale": scale, "noise": noise,
+    meta = {"generator": "harness.data.synth", "seed": seed, "scale": scale,
+            "noise": dict(noise) if isinstance(noise, dict) else float(noise),
             "noise_per_language": rates,
-            "counts": {split_file_name(s, t)[:-4]: n for (s, t), n in counts.items()},
-            "positive_rate": {split_file_name(s, t)[:-4]: round(r, 4)
-                              for (s, t), r in positive_rate.items()},
+            "counts": {f"{s}_{t}": n for (s, t), n in counts.items()},
+            "positive_rate": {f"{s}_{t}": round(r, 4) for (s, t), r in positive_rate.items()},
             "noisy": noisy, "null_item_titles": null_titles}
     files.append(out_dir / "synth.json")
     files[-1].write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return SynthSummary(out_dir, seed, scale, tuple(files), counts, positive_rate, noisy, null_titles)
+    return SynthSummary(out_dir, seed, scale, tuple(files), counts, positive_rate, noisy,
+                        null_titles)

@@ -1,0 +1,143 @@
+"""The command line as a user meets it: one-line errors with exit status 2, stage commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.components.tagging import hierarchical_category_tag, language_tag
+from harness.data.loader import read_split
+from harness.data.synth import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    generate(out, seed=0, scale="tiny")
+    return out
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("design:\n  switches: [LT, XX]\n")
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "design.switches.1" in err
+
+
+def test_malformed_data_is_one_line_exit_2(tmp_path):
+    (tmp_path / "train_QC.txt").write_text('{"id": 1, "task": "QC", "language": "en", '
+                                           '"origin_query": "a", "category_path": "b", "label": "1"}\n'
+                                           '{"id": 2, "task": "QC", oops}\n')
+    result = run_cli("data", "check", str(tmp_path), "--tasks", "QC")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train_QC.txt" in result.stderr and "line 2" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_sweep_validates_data_before_any_trial(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_QC.txt").write_text('{"id": 1, "task": "QC", "language": "en", '
+                                       '"origin_query": "a", "category_path": "b", "label": "2"}\n')
+    config = tmp_path / "s.yaml"
+    config.write_text(f"tasks: [QC]\ncache_dir: {tmp_path / 'c'}\n"
+                      f"tracking: {{uri: 'sqlite:///{tmp_path / 'm.db'}'}}\n")
+    result = run_cli("sweep", str(config), "--data", str(data), cwd=tmp_path)
+    assert result.returncode == 2 and "label" in result.stderr and "line 1" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_data_check_summarises(synth_dir, capsys):
+    assert main(["data", "check", str(synth_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "QC" in out and "QI" in out and "unseen" in out and "OK" in out
+
+
+def test_tag_reference_strings_byte_for_byte(synth_dir, tmp_path):
+    out = tmp_path / "tagged.txt"
+    assert main(["tag", "--task", "QC", "--lt", "--hct", "--hct-split", "reference",
+                 "--input", str(synth_dir / "train_QC.txt"), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    source = [json.loads(line) for line in (synth_dir / "train_QC.txt").read_text().splitlines()]
+    assert len(rows) == len(source)
+    for row, original in zip(rows, source, strict=True):
+        assert {k: row[k] for k in original} == original  # original fields kept
+        assert row["tagged_query"] == "[LANG=" + original["language"] + "] " + original["origin_query"]
+        parts = [p.strip() for p in original["category_path"].split(",")]
+        assert row["tagged_category_path"] == " ".join(
+            f"[D{i}] {p} [/D{i}]" for i, p in enumerate(parts, 1))
+
+
+def test_tag_rejects_components_that_do_not_apply(synth_dir, tmp_path, capsys):
+    code = main(["tag", "--task", "QI", "--hct", "--input", str(synth_dir / "train_QI.txt"),
+                 "--output", str(tmp_path / "o.txt")])
+    assert code == 2 and "--hct applies to QC only" in capsys.readouterr().err
+    assert not (tmp_path / "o.txt").exists()
+
+
+def test_tag_sit_dg_on_qi(synth_dir, tmp_path):
+    out = tmp_path / "qi.txt"
+    assert main(["tag", "--task", "QI", "--sit", "--dg", "--input", str(synth_dir / "train_QI.txt"),
+                 "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum("[ATTR]" in r["tagged_item_title"] for r in rows) > len(rows) / 2
+    assert all("[GEN_TAGS]" in r["tagged_item_title"] for r in rows)
+
+
+def test_qr_command_reference_mode_with_predictions(synth_dir, tmp_path):
+    train = read_split(synth_dir / "train_QC.txt", task="QC", split="train").frame
+    preds = tmp_path / "pred.txt"
+    preds.write_text("".join(json.dumps({"id": int(i), "p_yes": 0.95 if n % 7 == 0 else 0.5}) + "\n"
+                             for n, i in enumerate(train["id"])))
+    out, audit = tmp_path / "kept.txt", tmp_path / "audit.csv"
+    assert main(["qr", "--task", "QC", "--input", str(synth_dir / "train_QC.txt"), "--output", str(out),
+                 "--pred", str(preds), "--mode", "reference", "--audit", str(audit)]) == 0
+    kept = read_split(out, task="QC", split="train").frame
+    import pandas as pd
+    table = pd.read_csv(audit, dtype={"id": str})
+    assert len(kept) == (~table["flagged"]).sum() and len(table) == len(train)
+    flagged_zeros = table[(table["label"] == 0) & (table["p_yes"] >= 0.9)]
+    assert flagged_zeros["flagged"].all()  # p(yes) >= 0.9 on a label-0 row is always suspect
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "no rows"),
+    ('{"id": 1, "task": "QI", "language": "en", "origin_query": "a", "item_title": "b", "label": "1"}\n', "QI"),
+    ('{"id": 1, "task": "QC", "language": "en", "category_path": "b", "label": "1"}\n', "origin_query"),
+])
+def test_stage_commands_bad_input(tmp_path, capsys, content, message):
+    source = tmp_path / "in.txt"
+    source.write_text(content)
+    for command in (["qr"], ["tag", "--lt"]):
+        code = main([*command, "--task", "QC", "--input", str(source), "--output", str(tmp_path / "o.txt")])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.strip().count("\n") == 0
+
+
+def test_helpers_agree_with_reference_semantics():
+    import pandas as pd
+    assert language_tag(pd.Series(["red shoes"]), pd.Series(["en"]))[0] == "[LANG=en] red shoes"
+    assert hierarchical_category_tag(pd.Series(["a,b, c"]), mode="reference")[0] == \
+        "[D1] a [/D1] [D2] b [/D2] [D3] c [/D3]"
+    assert hierarchical_category_tag(pd.Series(["a,b, c"]), mode="smart")[0] == \
+        "[D1] a [/D1] [D2] b, c [/D2]"
+
+
+def test_dry_run_prints_plan_without_running(tmp_path):
+    result = run_cli("sweep", str(ROOT / "experiments" / "paper_qwen2.5_14b.yaml"), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Qwen/Qwen2.5-14B-Instruct" in result.stdout and "trials" in result.stdout
+    assert not (tmp_path / ".harness" / "cache" / "data").exists()  # nothing generated or downloaded
