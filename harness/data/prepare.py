@@ -19,7 +19,7 @@ from harness.data.loader import TaskData, format_dropped, load_directory
 from harness.errors import DataError
 
 # Bump when the generator's output for a given seed/scale changes.
-SYNTH_FORMAT = "1"
+SYNTH_FORMAT = "2"
 _CORPUS_ROWS = 20_000
 
 

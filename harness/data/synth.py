@@ -14,10 +14,15 @@ labels "1"/"0" on every split), the label-noise ground truth of the train files 
 
 Negatives are hard ("sibling": a leaf with the same parent; QI "attribute": the same product with
 another value of an attribute the query names) or easier ("cousin": same top level; "random":
-another top level; "symbols": a query of symbols only). Train labels are flipped at the requested
-rate per language (exact counts), with the clean positive share chosen so that the written labels
-have the real positive rates; dev and test are clean and labelled with the real rates. QI train
-has null titles at the real rate (453 of 340,000) at every scale but tiny, which has none.
+another top level; "symbols": a query of symbols only). Queries are noisy: code-mixed English
+words, fillers, typos, symbols, Title/UPPER case, no spaces (ja, th). Products are Zipf-popular
+(which ones is drawn from the seed), as in real search logs.
+
+Train labels are flipped at the requested rate per language (exact counts), with the clean
+positive share chosen so that the written labels have the real positive rates; dev and test are
+clean and labelled with the real rates. QI train has null titles at the real rate (453 of
+340,000) at every scale but tiny, which has none. Each file has its own random stream, so the
+dev and test files do not depend on the noise setting.
 """
 
 from __future__ import annotations
@@ -516,8 +521,9 @@ def generate(out_dir: Path, *, seed: int = 0, scale: str = "small",
                 noisy[task] = int(rows.noisy.sum())
                 null_titles += sum(target is None for target in rows.target)
             bar.update(len(rows.language))
-    meta = {"generator": "harness.data.synth", "seed": seed, "scale": scale,
-            "noise": dict(noise) if isinstance(noise, dict) else float(noise),
+    meta = {"generator": "harness.data.synth", "seed": int(seed), "scale": scale,
+            "noise": ({k: float(v) for k, v in noise.items()} if isinstance(noise, dict)
+                      else float(noise)),
             "noise_per_language": rates,
             "counts": {f"{s}_{t}": n for (s, t), n in counts.items()},
             "positive_rate": {f"{s}_{t}": round(r, 4) for (s, t), r in positive_rate.items()},
