@@ -186,20 +186,33 @@ def _qr_table(results: _Results, task: str) -> str:
 
 
 def _qr_effect(results: _Results, config: SweepConfig, model: str) -> str:
+    """Seen-language F1 of each trial with QR against the same trial without QR."""
+    by_identity = {}
+    for spec in results.plan.trials:
+        if spec.key in results.by_key and spec.model == model:
+            by_identity[(spec.task, spec.components, spec.seed, spec.heldout_language)] = spec.key
     lines = []
     for task in config.tasks:
-        on = [r for _, r in results.frame.iterrows() if r.get("params.task") == task
-              and r.get("params.model") == model and r.get("params.QR") == "True"
-              and pd.notna(r.get("metrics.f1/seen"))]
-        off = [r for _, r in results.frame.iterrows() if r.get("params.task") == task
-               and r.get("params.model") == model and r.get("params.QR") == "False"
-               and pd.notna(r.get("metrics.f1/seen"))]
-        if on and off:
-            mean_on = np.mean([r["metrics.f1/seen"] for r in on])
-            mean_off = np.mean([r["metrics.f1/seen"] for r in off])
-            verdict = "improved" if mean_on > mean_off else "did NOT improve"
-            lines.append(f"- {task}: QR {verdict} seen-language F1: {mean_on:.4f} with QR vs "
-                         f"{mean_off:.4f} without (mean over {len(on)} / {len(off)} trials).")
+        pairs = []
+        for (t, components, seed, heldout), key in by_identity.items():
+            if t != task or "QR" not in components:
+                continue
+            without = tuple(c for c in components if c != "QR")
+            other = by_identity.get((task, without, seed, heldout))
+            if other is None:
+                continue
+            on, off = results.by_key[key], results.by_key[other]
+            if pd.notna(on.get("metrics.f1/seen")) and pd.notna(off.get("metrics.f1/seen")):
+                pairs.append((on["metrics.f1/seen"], off["metrics.f1/seen"],
+                              "+".join(without) or "baseline"))
+        if not pairs:
+            continue
+        mean_on = np.mean([p[0] for p in pairs])
+        mean_off = np.mean([p[1] for p in pairs])
+        verdict = "improved" if mean_on > mean_off else "did NOT improve"
+        compared = ", ".join(f"{label} {off:.4f} -> {on:.4f}" for on, off, label in pairs)
+        lines.append(f"- {task}: QR {verdict} seen-language F1 ({mean_off:.4f} without, "
+                     f"{mean_on:.4f} with; trials differing only in QR: {compared}).")
     return "\n".join(lines)
 
 

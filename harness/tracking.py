@@ -19,6 +19,9 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+# Artifact downloads for the report would otherwise draw one progress bar per file.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 TRIAL_KEY_TAG = "harness.trial_key"
 SWEEP_TAG = "harness.sweep"
 ROLE_TAG = "harness.role"

@@ -61,7 +61,8 @@ BRAND_ONLY_RATE = 0.08  # of QC queries
 SYNONYM_RATE = 0.35  # of English queries whose product has synonyms
 FIRST_WORD_RATE = 0.8  # a lexicon entry's first (most common) word; else one of the others
 # Products are not equally popular: weight 1 / (rank + offset) ** exponent, ranks drawn per seed.
-POPULARITY = {"offset": 3.0, "exponent": 1.2}
+# Steep enough that the frequent products recur often at scale small, so a tiny model can learn them.
+POPULARITY = {"offset": 1.0, "exponent": 2.0}
 QC_NEGATIVES = {"sibling": 0.4, "cousin": 0.2, "random": 0.4}
 QI_NEGATIVES = {"attribute": 0.4, "sibling": 0.3, "random": 0.3}
 # Chance that a query names an attribute (QC: noise words; QI: constraints on the title).
