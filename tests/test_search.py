@@ -13,7 +13,7 @@ def test_threshold_search_runs_prunes_and_resumes(tmp_path):
     config = tiny_config(
         tmp_path, tasks=["QC"],
         training={"epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
-        components={"QR": {"mode": "reference", "use_model": False}},
+        components={"QR": {"mode": "default", "use_model": False}},
         design={"kind": "optuna", "switches": [], "always_on": ["QR"],
                 "optuna": {"n_trials": 6, "sampler": "random", "pruner": "median",
                            "startup_trials": 1, "qr_languages": ["en", "ja"]}})
