@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.components import describe, prompts
 from harness.config import SweepConfig
 from harness.data import target_column
 from harness.learner import LoadedModel, fresh_adapter, score_yes_no, train_lora
@@ -54,6 +55,10 @@ def trial_params(config: SweepConfig, spec: TrialSpec, sets: EvalSets, *,
         if name in spec.components:
             for key, value in getattr(config.components, name).model_dump(mode="json").items():
                 params[f"{name}.{key}"] = value
+    if "DG" in spec.components:
+        params["DG.describer"] = describe.describer_key(describe.make_describer(config.components.DG))
+    if "CoT" in spec.components or "ICL" in spec.components:
+        params["prompt.template"] = prompts.TEMPLATE_VERSION
     for section in ("lora", "training", "scoring"):
         for key, value in getattr(config, section).model_dump(mode="json").items():
             params[f"{section}.{key}"] = value
@@ -113,6 +118,8 @@ def run_trial(spec: TrialSpec, *, config: SweepConfig, sets: EvalSets, stages: S
                                    pool=train_text, same_rows=True)
     eval_prompts = stages.prompts(eval_text, task=task, components=components, pool=train_text)
     tracker.log_text(run_id, train_prompts[0], "prompts/example_train_prompt.txt")
+    cot = config.components.CoT.version if "CoT" in components else None
+    tracker.log_dict(run_id, prompts.prompt_texts(task, cot_version=cot), "prompts/texts.json")
     labels = train_text["label"].to_numpy(dtype=int)
 
     with fresh_adapter(loaded, lora=config.lora, seed=spec.seed):

@@ -141,3 +141,12 @@ def test_dry_run_prints_plan_without_running(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Qwen/Qwen2.5-14B-Instruct" in result.stdout and "trials" in result.stdout
     assert not (tmp_path / ".harness" / "cache" / "data").exists()  # nothing generated or downloaded
+
+
+def test_dry_run_of_a_fractional_design_shows_aliases(tmp_path):
+    config = tmp_path / "frac.yaml"
+    config.write_text("design:\n  kind: fractional\n  switches: [QR, LT, HCT, SIT, DG, ICL, CoT]\n"
+                      "  resolution: 4\n")
+    result = run_cli("sweep", str(config), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "16 configurations" in result.stdout and "Resolution IV" in result.stdout

@@ -82,3 +82,18 @@ def test_rerun_skips_finished_trials_and_reproduces_f1(finished_sweep):
     run_sweep(again, progress=False)
     reproduced = child_runs(fresh).set_index(f"tags.{TRIAL_KEY_TAG}")["metrics.f1"]
     pd.testing.assert_series_equal(before.sort_index(), reproduced.sort_index(), check_names=False)
+
+
+def test_leave_language_out_scores_each_held_out_language(tmp_path):
+    config = tiny_config(tmp_path, tasks=["QC"], design={"kind": "grid", "switches": ["LT"]},
+                         training={"epochs": 2, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
+                         data={"source": "synth", "synth": {"scale": "tiny", "seed": 0},
+                               "eval": {"protocol": "leave-language-out", "languages": ["ja"]}})
+    summary = run_sweep(config, progress=False)
+    runs = child_runs(tmp_path)
+    held = runs[runs["params.heldout_language"] == "ja"]
+    assert summary.finished == 4 and len(held) == 2
+    assert (held["params.eval_split"] == "test-ja").all()
+    assert held["metrics.f1/ja"].notna().all() and held["metrics.f1/unseen"].notna().all()
+    assert held["metrics.f1/seen"].isna().all()  # ja was not trained on: it is the unseen language
+    assert "leave-language-out" in summary.report.read_text()
