@@ -40,6 +40,11 @@ def _label(configuration, task: str) -> str:
     return "+".join(ordered(configuration.effective(task))) or "baseline"
 
 
+def _task_labels(plan: Plan, task: str) -> list[str]:
+    """The task's distinct effective configurations, in design order."""
+    return list(dict.fromkeys(_label(c, task) for c in plan.configurations))
+
+
 def _fmt(mean: float, low: float, high: float) -> str:
     half = max(high - mean, mean - low)
     return f"{mean:.4f} ± {half:.4f}"
@@ -117,12 +122,8 @@ def _language_table(results: _Results, config: SweepConfig, plan: Plan, model: s
     train_languages = set(results.train_languages.get(task, ()))
     headers = ["configuration"] + [f"{lang}{'' if lang in train_languages else ' *'}" for lang in languages]
     headers += ["seen", "unseen"]
-    rows, done = [], set()
-    for configuration in plan.configurations:
-        label = _label(configuration, task)
-        if label in done:
-            continue
-        done.add(label)
+    rows = []
+    for label in _task_labels(plan, task):
         runs = results.runs(model=model, task=task, label=label)
         if not runs:
             continue
@@ -143,12 +144,8 @@ def _leave_language_out_table(results: _Results, config: SweepConfig, plan: Plan
     languages = list(dict.fromkeys(languages))
     if not languages:
         return ""
-    rows, done = [], set()
-    for configuration in plan.configurations:
-        label = _label(configuration, task)
-        if label in done:
-            continue
-        done.add(label)
+    rows = []
+    for label in _task_labels(plan, task):
         full = results.runs(model=model, task=task, label=label)
         seen = [r["metrics.f1/seen"] for r in full if pd.notna(r.get("metrics.f1/seen"))]
         row = [label, f"{np.mean(seen):.3f}" if seen else "–"]

@@ -312,7 +312,8 @@ def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
 def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool = False,
               storage: str | None = None, progress: bool = True, report: bool = True) -> SweepSummary:
     """Run (or resume) the sweep; returns what happened. Raises HarnessError on bad input."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our own lines report trials; Optuna would add a traceback per failed or interrupted trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(config, storage)
     tracking_uri = resolve_tracking_uri(config.tracking.uri)
     data = prepare_data(config, load=not dry_run)

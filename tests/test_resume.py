@@ -89,3 +89,25 @@ def test_sigkill_mid_trial_then_rerun_finishes_each_configuration_once(tmp_path)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 2
     mlflow.set_tracking_uri(config.tracking.uri)
+
+
+def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
+    path = _write_config(tmp_path)
+    command = [sys.executable, "-m", "harness", "sweep", str(path), "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env, cwd=tmp_path)
+    for line in process.stdout:
+        if "[trial 1/2]" in line and "train rows" in line:
+            break
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert "rerun the same command to resume" in output and "Traceback" not in output
+    assert list(child_runs(tmp_path)["status"]) == ["KILLED"]
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    runs = child_runs(tmp_path)
+    assert sorted(runs["status"]) == ["FINISHED", "FINISHED", "KILLED"]
