@@ -331,6 +331,8 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     parent = tracker.sweep_run(config.name, params={"config": config.model_dump_json(),
                                                     "design": config.design.kind})
     tracker.log_text(parent, config.model_dump_json(indent=2), "config.json")
+    tracker.log_text(parent, data.describe(), "data_summary.txt")
+    tracker.log_metrics(parent, data.dropped_counts())
     worker = Worker(config=config, data=data, plan=plan, tracker=tracker, parent_run_id=parent,
                     progress=progress)
     study = open_study(config, url=url, name=config.name)

@@ -38,6 +38,8 @@ def test_sweep_logs_one_finished_child_per_trial(finished_sweep):
     # each shared stage ran once per input frame (train and test of each task), not per trial
     assert summary.cache_counts["LT"]["misses"] == 4 and summary.cache_counts["LT"]["hits"] >= 2
     assert summary.cache_counts["HCT"]["misses"] == 2
+    parent = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
+    assert len(parent) == 1 and parent["metrics.dropped/QI/train"].iloc[0] == 0
     qi = runs[runs["params.task"] == "QI"]
     assert qi["metrics.f1/vn"].notna().all()  # QI's unseen languages are scored
 

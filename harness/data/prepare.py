@@ -47,6 +47,11 @@ class PreparedData:
                 yield from frame["origin_query"].astype(str)
                 yield from frame[target_column(task)].astype(str)
 
+    def dropped_counts(self) -> dict[str, float]:
+        """Rows dropped while loading, as `dropped/<task>/<split>` counts (0 included)."""
+        return {f"dropped/{task}/{split.split}": float(sum(split.dropped.values()))
+                for task, task_data in self.tasks.items() for split in task_data.splits()}
+
     def describe(self) -> str:
         lines = [f"Data: {self.source} ({self.directory})"]
         for task, task_data in self.tasks.items():
