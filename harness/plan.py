@@ -10,7 +10,7 @@ from typing import Any
 from harness.cache import stable_hash
 from harness.config import COMPONENTS, SweepConfig
 from harness.data import TRAIN_LANGUAGES
-from harness.design import Configuration, per_task, plan_configurations
+from harness.design import Configuration, plan_configurations
 
 
 @dataclass(frozen=True)
@@ -121,4 +121,4 @@ def build_plan(config: SweepConfig, *, data_fingerprints: Mapping[str, str],
     return Plan(configurations=configurations, trials=specs)
 
 
-__all__ = ["Plan", "TrialSpec", "build_plan", "keyed", "models_of", "per_task", "trial_identity"]
+__all__ = ["Plan", "TrialSpec", "build_plan", "keyed", "models_of", "ordered", "trial_identity"]

@@ -74,15 +74,11 @@ class _Results:
             self._predictions[run_id] = self.tracker.load_frame(run_id, f"predictions/{name}.csv")
         return self._predictions[run_id]
 
-    def cell(self, runs: list[pd.Series], *, language: str | None = None) -> tuple[float, float, float] | None:
+    def cell(self, runs: list[pd.Series]) -> tuple[float, float, float] | None:
+        """Mean F1 over the runs (seeds) with its 95% interval, from the logged predictions."""
         if not runs:
             return None
-        frames = [self.predictions(r) for r in runs]
-        if language is not None:
-            frames = [f[f["language"] == language] for f in frames]
-            if not len(frames[0]):
-                return None
-        return pooled_bootstrap_interval(frames)
+        return pooled_bootstrap_interval([self.predictions(r) for r in runs])
 
 
 def _ablation_table(results: _Results, config: SweepConfig, plan: Plan, model: str) -> str:

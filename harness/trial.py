@@ -12,7 +12,6 @@ import pandas as pd
 
 from harness.components import describe, prompts
 from harness.config import SweepConfig
-from harness.data import target_column
 from harness.learner import LoadedModel, fresh_adapter, score_yes_no, train_lora
 from harness.plan import TrialSpec
 from harness.stages import EvalSets, Stages
@@ -196,4 +195,4 @@ def _qr_metrics(refined, sets: EvalSets, tracker: Tracker, run_id: str) -> dict[
     return metrics
 
 
-__all__ = ["TrialOutcome", "effective_config", "run_trial", "trial_params", "target_column"]
+__all__ = ["TrialOutcome", "effective_config", "make_checker", "run_trial", "trial_params"]

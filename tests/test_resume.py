@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import optuna
 import yaml
 from optuna.trial import TrialState
@@ -59,18 +58,23 @@ def _write_config(root: Path) -> Path:
     return path
 
 
-def test_sigkill_mid_trial_then_rerun_finishes_each_configuration_once(tmp_path):
-    path = _write_config(tmp_path)
-    command = [sys.executable, "-m", "harness", "sweep", str(path), "--no-progress"]
+def _start_sweep_and_wait_for_training(root: Path) -> tuple[subprocess.Popen, list[str], dict]:
+    """Start `harness sweep` in a subprocess and return once trial 1 is training."""
+    command = [sys.executable, "-m", "harness", "sweep", str(_write_config(root)), "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, cwd=tmp_path)
+                               env=env, cwd=root)
     deadline = time.time() + 240
     for line in process.stdout:
         if "[trial 1/2]" in line and "train rows" in line:
             break
         assert time.time() < deadline, "the sweep never started a trial"
     time.sleep(1.5)  # inside trial 1's training
+    return process, command, env
+
+
+def test_sigkill_mid_trial_then_rerun_finishes_each_configuration_once(tmp_path):
+    process, command, env = _start_sweep_and_wait_for_training(tmp_path)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     runs = child_runs(tmp_path)
@@ -84,23 +88,14 @@ def test_sigkill_mid_trial_then_rerun_finishes_each_configuration_once(tmp_path)
     assert len(finished) == 2 and finished["tags.harness.trial_key"].is_unique
     assert list(runs[runs["status"] != "FINISHED"]["status"]) == ["KILLED"]  # not left RUNNING
 
-    config = parse_config(yaml.safe_load(path.read_text()))
+    config = parse_config(yaml.safe_load((tmp_path / "sweep.yaml").read_text()))
     study = optuna.load_study(study_name="e2e", storage=config.study.storage)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 2
-    mlflow.set_tracking_uri(config.tracking.uri)
 
 
 def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
-    path = _write_config(tmp_path)
-    command = [sys.executable, "-m", "harness", "sweep", str(path), "--no-progress"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, cwd=tmp_path)
-    for line in process.stdout:
-        if "[trial 1/2]" in line and "train rows" in line:
-            break
-    time.sleep(1.5)
+    process, command, env = _start_sweep_and_wait_for_training(tmp_path)
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
