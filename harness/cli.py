@@ -56,9 +56,17 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from harness.data import split_file_name
     from harness.data.check import check_directory
 
-    report = check_directory(Path(args.dir), tasks=tuple(args.tasks), strict=args.strict)
+    directory = Path(args.dir)
+    tasks = args.tasks or [t for t in TASK_CHOICES if (directory / split_file_name("train", t)).exists()]
+    if not directory.is_dir():
+        raise HarnessError(f"{directory}: no such directory")
+    if not tasks:
+        raise HarnessError(f"{directory}: no train_QC.txt or train_QI.txt (expected the competition "
+                           "files train_QC.txt, dev_QC.txt, test_QC.txt, train_QI.txt, ...)")
+    report = check_directory(directory, tasks=tuple(tasks), strict=args.strict)
     print(report.render())
     return 0
 
@@ -107,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=_synth)
     check = data_commands.add_parser("check", help="validate a data directory and summarise it")
     check.add_argument("dir")
-    check.add_argument("--tasks", nargs="+", choices=TASK_CHOICES, default=list(TASK_CHOICES))
+    check.add_argument("--tasks", nargs="+", choices=TASK_CHOICES,
+                       help="tasks to check (default: those with a train file in DIR)")
     check.add_argument("--strict", action="store_true", help="empty queries/targets are errors")
     check.set_defaults(run=_check)
 

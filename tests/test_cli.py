@@ -150,3 +150,12 @@ def test_dry_run_of_a_fractional_design_shows_aliases(tmp_path):
     result = run_cli("sweep", str(config), "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "16 configurations" in result.stdout and "Resolution IV" in result.stdout
+
+
+def test_data_check_only_checks_the_tasks_present(synth_dir, tmp_path, capsys):
+    for name in ("train_QC.txt", "dev_QC.txt"):
+        (tmp_path / name).write_bytes((synth_dir / name).read_bytes())
+    assert main(["data", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "QC" in out and "train_QI" not in out
+    assert main(["data", "check", str(tmp_path / "nothing")]) == 2
