@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -57,11 +57,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 class StageCache:
     """Stage outputs on disk under `root/<stage>/<key><suffix>`, with hit/miss counters."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, memory_entries: int = 32) -> None:
         self.root = Path(root)
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
-        self._memory: dict[Path, Any] = {}
+        # The most recently used outputs stay in memory too; older ones are read from disk again,
+        # so a long sweep over large data does not accumulate every prompt table it built.
+        self._memory: OrderedDict[Path, Any] = OrderedDict()
+        self._memory_entries = memory_entries
 
     @staticmethod
     def key(stage: str, *, version: str, params: Mapping[str, Any], inputs: Sequence[str]) -> str:
@@ -77,6 +80,7 @@ class StageCache:
         path = self.path(stage, self.key(stage, version=version, params=params, inputs=inputs), kind)
         if path in self._memory:
             self.hits[stage] += 1
+            self._memory.move_to_end(path)
             return _copy(self._memory[path])
         if path.exists():
             value = _read(path, kind)
@@ -86,6 +90,8 @@ class StageCache:
             atomic_write(path, lambda tmp: _write(tmp, value, kind))
             self.misses[stage] += 1
         self._memory[path] = value
+        while len(self._memory) > self._memory_entries:
+            self._memory.popitem(last=False)
         return _copy(value)
 
     def counts(self) -> dict[str, dict[str, int]]:

@@ -59,3 +59,14 @@ def test_fingerprints_depend_on_content_only():
     assert frame_fingerprint(a) != frame_fingerprint(a.assign(y=["p", "r"]))
     assert frame_fingerprint(a, ["x"]) == frame_fingerprint(a.assign(y=["z", "z"]), ["x"])
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+
+
+def test_memory_layer_is_bounded_and_falls_back_to_disk(tmp_path):
+    cache = StageCache(tmp_path, memory_entries=2)
+    for i in range(5):
+        cache.get_or_compute("s", version="1", params={"i": i}, inputs=[], kind="json",
+                             compute=lambda i=i: {"i": i})
+    assert len(cache._memory) == 2
+    again = cache.get_or_compute("s", version="1", params={"i": 0}, inputs=[], kind="json",
+                                 compute=lambda: {"i": "recomputed"})
+    assert again == {"i": 0} and cache.counts()["s"] == {"hits": 1, "misses": 5}
