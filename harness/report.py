@@ -209,6 +209,23 @@ def _qr_effect(results: _Results, config: SweepConfig, model: str) -> str:
     return "\n".join(lines)
 
 
+def _search_table(results: _Results, task: str, *, top: int = 5) -> str:
+    """The best trials of an Optuna search (runs with searched knobs), best first."""
+    knobs = [c for c in results.frame.columns if c.startswith("params.override.")]
+    runs = results.frame[(results.frame.get("params.task") == task)
+                         & results.frame[knobs].notna().any(axis=1)] if knobs else results.frame.iloc[0:0]
+    if runs.empty:
+        return ""
+    pruned = runs.get("tags.harness.pruned", pd.Series(index=runs.index, dtype=object)) == "true"
+    best = runs[~pruned].sort_values("metrics.f1", ascending=False).head(top)
+    rows = [[f"{r['metrics.f1']:.4f}", f"{r.get('metrics.f1/seen', float('nan')):.4f}",
+             f"{r.get('metrics.qr/removed_fraction', float('nan')):.1%}",
+             ", ".join(f"{k.removeprefix('params.override.')}={r[k]}" for k in knobs if pd.notna(r[k]))]
+            for _, r in best.iterrows()]
+    return (f"{len(runs)} search trials ({int(pruned.sum())} pruned); the best {len(rows)}:\n\n"
+            + make_table(["F1", "seen F1", "QR removed", "knobs"], rows))
+
+
 def _footer(config: SweepConfig, data: PreparedData) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -259,6 +276,10 @@ def write_report(config: SweepConfig, *, plan: Plan, results: pd.DataFrame, trac
             if table:
                 sections += ["", f"### {task} leave-language-out: F1 on a language the model "
                              "was trained without", "", table]
+    for task in config.tasks:
+        table = _search_table(indexed, task)
+        if table:
+            sections += ["", f"## Optuna search ({task})", "", table]
     for task in config.tasks:
         table = _qr_table(indexed, task)
         if table:

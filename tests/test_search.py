@@ -29,6 +29,9 @@ def test_threshold_search_runs_prunes_and_resumes(tmp_path):
     assert runs["params.override.qr.en.hi_cos"].notna().sum() == 6  # the knobs are in MLflow
     assert (runs["tags.harness.pruned"] == "true").sum() == states.count(TrialState.PRUNED)
 
+    report = (tmp_path / "reports" / "e2e" / "ablation.md").read_text()
+    assert "## Optuna search (QC)" in report and "qr.en.hi_cos=" in report
+
     run_sweep(config, progress=False)  # resuming: the budget is already spent
     study = optuna.load_study(study_name="e2e.QC.tiny.search", storage=config.study.storage)
     assert len(study.trials) == 6
