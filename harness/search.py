@@ -72,8 +72,9 @@ def run_search(config: SweepConfig, *, worker, url: str,
                                                         states=(TrialState.COMPLETE, TrialState.PRUNED))])
             best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
             if best is not None:
+                knobs = ", ".join(f"{k}={v:.3g}" for k, v in best.params.items())
                 print(f"Search {task} ({model}): best F1 {best.value:.4f} (trial {best.number}) "
-                      f"with {best.params}", flush=True)
+                      f"with {knobs}", flush=True)
 
 
 def _applies(component: str) -> tuple[str, ...]:

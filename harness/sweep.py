@@ -53,6 +53,7 @@ class SweepSummary:
     report: Path | None = None
     tracking_uri: str = ""
     cache_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    pruned: int = 0
 
 
 def log(message: str) -> None:
@@ -357,12 +358,15 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
         log("Interrupted: the running trial is marked KILLED; rerun the same command to resume.")
     failures = _failures(study, worker.specs)
     tracker.finish_sweep(parent, failed=bool(failures) or interrupted)
-    summary = SweepSummary(planned=len(plan.trials), finished=0, failed=failures,
+    searched = (config.design.optuna.n_trials * len(config.tasks) * len(config.design.models or [0])
+                if config.design.kind == "optuna" else 0)
+    summary = SweepSummary(planned=len(plan.trials) + searched, finished=0, failed=failures,
                            tracking_uri=tracking_uri, cache_counts=worker.cache.counts())
     if interrupted:
         raise KeyboardInterrupt
     results = trial_results(tracker, config.name)
     summary.finished = len(results)
+    summary.pruned = len(tracker.trial_runs(config.name, status="KILLED")) if searched else 0
     if report and len(results):
         summary.report = write_report(config, plan=plan, results=results, tracker=tracker,
                                       data=data)
@@ -383,7 +387,8 @@ def _failures(study: optuna.Study, specs: dict[str, TrialSpec]) -> list[tuple[st
 
 def _print_summary(summary: SweepSummary, config: SweepConfig) -> None:
     log("")
-    log(f"Done: {summary.finished} of {summary.planned} trials finished.")
+    pruned = f", {summary.pruned} stopped early (pruned or interrupted)" if summary.pruned else ""
+    log(f"Done: {summary.finished} of {summary.planned} trials finished{pruned}.")
     hits = sum(c["hits"] for c in summary.cache_counts.values())
     misses = sum(c["misses"] for c in summary.cache_counts.values())
     log(f"Stage cache: {hits} hits, {misses} computed ("
