@@ -82,8 +82,7 @@ class _Results:
 
 
 def _ablation_table(results: _Results, config: SweepConfig, plan: Plan, model: str) -> str:
-    headers = ["configuration", *config.tasks, "overall"] if len(config.tasks) > 1 else \
-        ["configuration", *config.tasks]
+    headers = ["configuration", *config.tasks] + (["overall"] if len(config.tasks) > 1 else [])
     rows = []
     for configuration in plan.configurations:
         cells, means = [], []

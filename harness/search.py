@@ -11,9 +11,9 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from harness.config import SweepConfig
+from harness.config import APPLICABLE_TASKS, SweepConfig
 from harness.data import TRAIN_LANGUAGES
-from harness.plan import TrialSpec, keyed, ordered
+from harness.plan import TrialSpec, keyed, models_of, ordered
 
 # Ranges wide enough to include the reference's quantile defaults and clamps (DESIGN.md 7).
 THRESHOLD_RANGES = {"hi_cos": (0.1, 0.9), "hi_jac": (0.05, 0.8),
@@ -47,14 +47,14 @@ def run_search(config: SweepConfig, *, worker, url: str,
     """Run each task's search study up to its trial budget (counting trials already done)."""
     search = config.design.optuna
     components = frozenset(config.design.switches) | frozenset(config.design.always_on)
-    for model in config.design.models or [config.model.name]:
+    for model in models_of(config):
         for task in config.tasks:
             study = open_study(config, url=url, name=f"{config.name}.{task}.{model}.search")
             done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
             if done >= search.n_trials:
                 print(f"Search {task} ({model}): {done} of {search.n_trials} trials already done", flush=True)
                 continue
-            applicable = ordered(frozenset(c for c in components if task in _applies(c)))
+            applicable = ordered(frozenset(c for c in components if task in APPLICABLE_TASKS[c]))
 
             def objective(trial: optuna.Trial, task: str = task, applicable=applicable,
                           model: str = model) -> float:
@@ -75,9 +75,3 @@ def run_search(config: SweepConfig, *, worker, url: str,
                 knobs = ", ".join(f"{k}={v:.3g}" for k, v in best.params.items())
                 print(f"Search {task} ({model}): best F1 {best.value:.4f} (trial {best.number}) "
                       f"with {knobs}", flush=True)
-
-
-def _applies(component: str) -> tuple[str, ...]:
-    from harness.config import APPLICABLE_TASKS
-
-    return APPLICABLE_TASKS[component]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.cache import StageCache, frame_fingerprint, stable_hash
 from harness.components import describe, prompts, qr, tagging
-from harness.config import SweepConfig
+from harness.config import QRThresholds, SweepConfig
 from harness.data import target_column
 from harness.data.loader import TaskData
 from harness.data.split import holdout_split, leave_language_out, stratified_subsample
@@ -254,8 +254,6 @@ def _pad(indices: list[list[int]], k: int) -> np.ndarray:
 
 def _merge_thresholds(settings, overrides: dict):
     """Per-language thresholds from a search: keys `qr.<lang>.<hi_cos|hi_jac|lo_cos|lo_jac>`."""
-    from harness.config import QRThresholds
-
     fixed = {} if settings.thresholds == "auto" else dict(settings.thresholds)
     by_language: dict[str, dict[str, float]] = {}
     for key, value in overrides.items():

@@ -30,7 +30,7 @@ from harness.cache import StageCache
 from harness.config import SweepConfig
 from harness.data.prepare import PreparedData, prepare_data
 from harness.learner import LoadedModel, load_base_model
-from harness.plan import Plan, TrialSpec, build_plan
+from harness.plan import Plan, TrialSpec, build_plan, models_of
 from harness.report import write_report
 from harness.stages import Stages
 from harness.tracking import (
@@ -292,7 +292,7 @@ def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
                             always_on=config.design.always_on)
         log(design.describe())
     for spec in plan.trials:
-        stages = ["data"] + [c for c in spec.components] + ["prompts", "train", "score"]
+        stages = ["data", *spec.components, "prompts", "train", "score"]
         extra = f" heldout={spec.heldout_language}" if spec.heldout_language else ""
         log(f"  {spec.key}  {spec.task}  {spec.label:<28} seed={spec.seed}{extra}  "
             f"stages: {' -> '.join(stages)}")
@@ -358,7 +358,7 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
         log("Interrupted: the running trial is marked KILLED; rerun the same command to resume.")
     failures = _failures(study, worker.specs)
     tracker.finish_sweep(parent, failed=bool(failures) or interrupted)
-    searched = (config.design.optuna.n_trials * len(config.tasks) * len(config.design.models or [0])
+    searched = (config.design.optuna.n_trials * len(config.tasks) * len(models_of(config))
                 if config.design.kind == "optuna" else 0)
     summary = SweepSummary(planned=len(plan.trials) + searched, finished=0, failed=failures,
                            tracking_uri=tracking_uri, cache_counts=worker.cache.counts())
