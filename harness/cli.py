@@ -27,21 +27,33 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.config import load_config
+    from harness.config import load_config, with_data_dir
     from harness.data.prepare import prepare_data
     from harness.plan import build_plan
     from harness.report import write_report
-    from harness.tracking import Tracker, resolve_tracking_uri, trial_results
+    from harness.tracking import Tracker, load_predictions, resolve_tracking_uri, trial_records
 
     config = load_config(args.config)
+    if args.data is not None:
+        config = with_data_dir(config, args.data)
+    tracking_uri = resolve_tracking_uri(config.tracking.uri)
+    experiment = config.tracking.experiment or config.name
+    tracker = Tracker.existing(uri=tracking_uri, experiment=experiment)
+    if tracker is None:
+        raise HarnessError(f"no MLflow experiment '{experiment}' at {tracking_uri} (run the sweep "
+                           "first, or point tracking.uri / MLFLOW_TRACKING_URI at its store)")
     data = prepare_data(config)
-    tracker = Tracker(uri=resolve_tracking_uri(config.tracking.uri),
-                      experiment=config.tracking.experiment or config.name)
-    results = trial_results(tracker, config.name)
-    if not len(results):
-        raise HarnessError(f"no finished trials of sweep '{config.name}' in MLflow ({tracker.uri})")
-    path = write_report(config, plan=build_plan(config, data_fingerprints=data.fingerprints),
-                        results=results, tracker=tracker, data=data)
+    plan = build_plan(config, data_fingerprints=data.fingerprints)
+    records = [r for r in trial_records(tracker, config.name, statuses=("FINISHED", "KILLED"))
+               if plan.owns(r)]
+    if not any(r.status == "FINISHED" for r in records):
+        logged = tracker.logged_data_directory(config.name)
+        hint = (f"; the sweep's data was {logged} — rerun with --data {logged}"
+                if logged and logged != str(data.directory) else "")
+        raise HarnessError(f"no finished trials of this plan of sweep '{config.name}' in MLflow "
+                           f"({tracker.uri}) for the data in {data.directory}{hint}")
+    load_predictions(tracker, [r for r in records if r.status == "FINISHED" and r.role == "planned"])
+    path = write_report(config, plan=plan, records=records, data=data)
     print(f"Report: {path}")
     return 0
 
@@ -80,16 +92,21 @@ def _qr(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from harness.commands import tag_command
+    from harness.commands import tag_command, text_components
 
+    chosen = [c.name for c in text_components() if getattr(args, c.name.lower())]
     return tag_command(task=args.task, input_path=Path(args.input), output_path=Path(args.output),
-                       lt=args.lt, hct=args.hct, sit=args.sit, dg=args.dg, hct_split=args.hct_split)
+                       components=chosen, config_path=args.config, settings=args.set or [],
+                       qc_train=Path(args.qc_train) if args.qc_train else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.commands import text_components
+
     parser = argparse.ArgumentParser(
         prog="python -m harness",
-        description="Ablation studies of LLM relevance pipelines (QR, LT, HCT, SIT, DG, ICL, CoT).")
+        description="Ablation studies of LLM relevance pipelines: "
+                    "one YAML file -> trials -> MLflow -> a markdown ablation report.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="run (or resume) the sweep a YAML file describes")
@@ -103,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rewrite reports/<sweep>/ablation.md from MLflow")
     report.add_argument("config", type=Path)
+    report.add_argument("--data", type=Path, help="the competition-format files the sweep ran on "
+                        "(as given to `sweep --data`)")
     report.set_defaults(run=_report)
 
     data = commands.add_parser("data", help="generate or check competition-format data")
@@ -133,11 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--task", choices=TASK_CHOICES, required=True)
     tag.add_argument("--input", required=True)
     tag.add_argument("--output", required=True)
-    tag.add_argument("--lt", action="store_true", help="language tagging")
-    tag.add_argument("--hct", action="store_true", help="hierarchical category tagging (QC)")
-    tag.add_argument("--hct-split", choices=("smart", "reference"), default="smart")
-    tag.add_argument("--sit", action="store_true", help="semantic item tagging (QI)")
-    tag.add_argument("--dg", action="store_true", help="description generation, offline generator (QI)")
+    for component in text_components():
+        tasks = "" if len(component.tasks) > 1 else f" ({'/'.join(component.tasks)})"
+        tag.add_argument(f"--{component.name.lower()}", action="store_true",
+                         help=f"{component.description}{tasks}")
+    tag.add_argument("--config", type=Path, help="take component settings from this sweep YAML")
+    tag.add_argument("--set", action="append", metavar="PATH=VALUE",
+                     help="change one setting, e.g. components.HCT.split=reference (repeatable)")
+    tag.add_argument("--qc-train", help="QC training file for SIT's QC leaf (default: "
+                     "train_QC.txt beside the input)")
     tag.set_defaults(run=_tag)
     return parser
 

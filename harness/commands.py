@@ -3,13 +3,14 @@ reference scripts run one stage at a time. Same validation and errors as the swe
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from harness.config import APPLICABLE_TASKS, HCTConfig, QRConfig
-from harness.data import target_column
-from harness.data.loader import format_dropped, read_split, write_jsonl
+from harness.components import REGISTRY, Component
+from harness.data import split_file_name, target_column
+from harness.data.loader import TaskData, format_dropped, read_split, write_jsonl
 from harness.errors import DataError, HarnessError
 
 
@@ -37,7 +38,7 @@ def qr_command(*, task: str, input_path: Path, output_path: Path, pred_path: Pat
     p_yes = prediction = None
     if pred_path is not None:
         p_yes, prediction = qr.align_predictions(rows, qr.read_predictions(pred_path))
-    config = QRConfig(mode=mode, use_model=pred_path is not None)
+    config = qr.QRConfig(mode=mode, use_model=pred_path is not None)
     result = qr.refine(rows, task=task, config=config, p_yes=p_yes, prediction=prediction)
     write_jsonl(result.kept, output_path)
     if audit_path is not None:
@@ -51,38 +52,65 @@ def qr_command(*, task: str, input_path: Path, output_path: Path, pred_path: Pat
     return 0
 
 
-def tag_command(*, task: str, input_path: Path, output_path: Path, lt: bool, hct: bool,
-                sit: bool, dg: bool, hct_split: str = "smart") -> int:
-    """Add `tagged_query` and `tagged_<target>` fields; original fields are kept."""
-    from harness.components import describe, tagging
+def text_components(task: str | None = None) -> list[Component]:
+    """The text-stage components (query and target), optionally only those of `task`."""
+    return [c for c in REGISTRY if c.stage in ("query", "target")
+            and (task is None or c.applies_to(task))]
 
-    asked = {"LT": lt, "HCT": hct, "SIT": sit, "DG": dg}
-    for name, on in asked.items():
-        if on and task not in APPLICABLE_TASKS[name]:
-            raise HarnessError(f"--{name.lower()} applies to {'/'.join(APPLICABLE_TASKS[name])} "
+
+def tag_command(*, task: str, input_path: Path, output_path: Path, components: list[str],
+                config_path: Path | None = None, settings: list[str] = (),
+                qc_train: Path | None = None, cache_dir: Path | None = None) -> int:
+    """Add `tagged_query` and `tagged_<target>` fields; original fields are kept.
+
+    The text is built by the same stages, with the same settings, as a sweep's trials: the
+    component settings come from `config_path` (a sweep YAML) or the defaults, changed by
+    `settings` (`PATH=VALUE`, e.g. `components.HCT.split=reference`). SIT's QC leaf comes from
+    `qc_train`, else `train_QC.txt` beside the input file (as in a sweep over that directory).
+    """
+    from harness.cache import StageCache
+    from harness.config import apply_overrides, load_config, parse_config
+    from harness.data.prepare import PreparedData
+    from harness.plan import resolve_trial
+    from harness.stages import Stages
+
+    for name in components:
+        component = REGISTRY[name]
+        if not component.applies_to(task):
+            raise HarnessError(f"--{name.lower()} applies to {'/'.join(component.tasks)} "
                                f"only, not to {task}")
-    if not any(asked.values()):
-        raise HarnessError("nothing to do: give at least one of --lt --hct --sit --dg")
+    if not components:
+        flags = " ".join(f"--{c.name.lower()}" for c in text_components())
+        raise HarnessError(f"nothing to do: give at least one of {flags}")
+    config = load_config(config_path) if config_path is not None else parse_config({})
+    config = apply_overrides(config, dict(_parse_setting(item) for item in settings))
     rows = _read(input_path, task, "train")
+    other: dict[str, TaskData] = {}
+    leaves = qc_train or input_path.parent / split_file_name("train", "QC")
+    if leaves.is_file() and leaves.resolve() != input_path.resolve():
+        other["QC"] = TaskData("QC", read_split(leaves, task="QC", split="train"))
+    elif task == "QC":
+        other["QC"] = TaskData("QC", read_split(input_path, task="QC", split="train"))
+    data = PreparedData(input_path.parent, "file", {}, other)
+    spec = resolve_trial(config, task=task, components=tuple(components), seed=0,
+                         model=config.model.name, fingerprints={task: "tag"})
+    with tempfile.TemporaryDirectory(prefix="harness-tag-") as scratch:
+        # Without a sweep YAML there is no sweep cache to share: cache in a scratch folder.
+        root = cache_dir or (config.cache_dir / "stages" if config_path else Path(scratch))
+        texts = Stages(config=spec.config, cache=StageCache(root), data=data).text_columns(rows, spec)
     target = target_column(task)
-    query = rows["origin_query"].astype(str)
-    tagged = rows[target].astype(str)
-    if lt:
-        query = tagging.language_tag(rows["origin_query"], rows["language"])
-    if hct:
-        tagged = tagging.hierarchical_category_tag(rows[target], mode=HCTConfig(split=hct_split).split)
-    vocab = tagging.load_attribute_vocab(None) if (sit or dg) else None
-    if sit:
-        suffix = tagging.attribute_tags(rows, vocab=vocab, qc_leaf=None)
-        tagged = (tagged + " " + suffix).str.rstrip()
-    if dg:
-        attributes = tagging.extract_attributes(rows[target], vocab=vocab)
-        generated = describe.generate_descriptions(list(rows[target]), attributes,
-                                                   generator=describe.OfflineDescriber())
-        tagged = (tagged + " " + pd.Series(generated, index=rows.index)).str.rstrip()
     out = rows.copy()
-    out["tagged_query"] = query.to_numpy()
-    out[f"tagged_{target}"] = tagged.to_numpy()
+    out["tagged_query"] = texts["query_text"].to_numpy()
+    out[f"tagged_{target}"] = texts["target_text"].to_numpy()
     write_jsonl(out, output_path)
-    print(f"Tagged {len(out)} rows ({', '.join(k for k, v in asked.items() if v)}) -> {output_path}")
+    print(f"Tagged {len(out)} rows ({', '.join(REGISTRY.ordered(components))}) -> {output_path}")
     return 0
+
+
+def _parse_setting(item: str) -> tuple[str, object]:
+    import yaml
+
+    path, sep, value = item.partition("=")
+    if not sep or not path:
+        raise HarnessError(f"--set {item!r}: expected PATH=VALUE, e.g. components.HCT.split=reference")
+    return path.strip(), yaml.safe_load(value)

@@ -7,41 +7,37 @@ impossible value becomes a `ConfigError` whose one-line message names the key pa
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import optuna
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from harness.components import REGISTRY
+from harness.components.base import Strict
 from harness.data import LANGUAGES, TASKS
 from harness.errors import ConfigError
 
-COMPONENTS = ("QR", "LT", "HCT", "SIT", "DG", "ICL", "CoT")
-# Which task each component can act on (DESIGN.md section 3).
-APPLICABLE_TASKS: dict[str, tuple[str, ...]] = {
-    "QR": ("QC", "QI"),
-    "LT": ("QC", "QI"),
-    "HCT": ("QC",),
-    "SIT": ("QI",),
-    "DG": ("QI",),
-    "ICL": ("QC", "QI"),
-    "CoT": ("QC", "QI"),
-}
-
 Task = Literal["QC", "QI"]
-Component = Literal["QR", "LT", "HCT", "SIT", "DG", "ICL", "CoT"]
-Language = Literal["en", "es", "fr", "ja", "ko", "pt", "th", "de", "it", "pl", "ar", "id", "vn"]
+Language = Literal[LANGUAGES]  # type: ignore[valid-type]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 def applicable_components(task: str) -> tuple[str, ...]:
     """Components that act on `task`, in pipeline order."""
-    return tuple(c for c in COMPONENTS if task in APPLICABLE_TASKS[c])
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    return REGISTRY.for_task(task)
 
 
 # --------------------------------------------------------------------------- data
@@ -152,81 +148,18 @@ class ScoringConfig(Strict):
 # --------------------------------------------------------------------- components
 
 
-class QRThresholds(Strict):
-    hi_cos: Probability
-    hi_jac: Probability
-    lo_cos: Probability
-    lo_jac: Probability
+def components_model() -> type[BaseModel]:
+    """`components:` — one section per registered component, its settings model as the type."""
+    return _components_model(REGISTRY.revision)
 
 
-class QRConfig(Strict):
-    mode: Literal["default", "reference"] = "default"
-    # Use a checker model's p(yes) as well as the lexical signals.
-    use_model: bool = True
-    # Out-of-fold prediction with this many folds; `in_sample: true` is the reference's
-    # train-and-predict-the-same-rows procedure.
-    folds: Annotated[int, Field(ge=2)] = 3
-    in_sample: bool = False
-    # Checker model; null uses the sweep's model, LoRA and training settings.
-    checker_model: str | None = None
-    # "auto": per-language quantiles (DESIGN.md section 7); or fixed thresholds per language.
-    thresholds: Literal["auto"] | dict[Language, QRThresholds] = "auto"
-    quantile_hi: Probability = 0.90
-    quantile_lo: Probability = 0.10
-    min_class_rows: Annotated[int, Field(ge=1)] = 100
-    p_yes_hi: Probability = 0.9
-    p_yes_lo: Probability = 0.1
+@cache
+def _components_model(revision: int) -> type[BaseModel]:
+    fields: dict[str, Any] = {c.name: (c.settings, c.settings()) for c in REGISTRY}
+    return create_model("ComponentsConfig", __base__=Strict, **fields)
 
 
-class LTConfig(Strict):
-    pass
-
-
-class HCTConfig(Strict):
-    # smart: split only on commas not followed by a space; reference: split on every comma.
-    split: Literal["smart", "reference"] = "smart"
-
-
-class SITConfig(Strict):
-    # YAML file with attribute vocabularies; null uses the built-in one.
-    vocab: Path | None = None
-    # Append the QC leaf category when the same query occurs in the QC training data.
-    qc_leaf: bool = True
-
-
-class DGConfig(Strict):
-    generator: Literal["offline", "llm"] = "offline"
-    model: str | None = None
-    max_new_tokens: Annotated[int, Field(gt=0)] = 64
-    batch_size: Annotated[int, Field(gt=0)] = 8
-
-    @model_validator(mode="after")
-    def _model_for_llm(self) -> DGConfig:
-        if self.generator == "llm" and not self.model:
-            raise ValueError("components.DG.model is required when generator is 'llm'")
-        return self
-
-
-class ICLConfig(Strict):
-    k: Annotated[int, Field(ge=2, le=16)] = 2
-    strategy: Literal["fixed", "similar"] = "fixed"
-    seed: int = 0
-
-
-class CoTConfig(Strict):
-    version: str = "v1"
-
-
-class ComponentsConfig(Strict):
-    """Settings each component uses when a trial switches it on."""
-
-    QR: QRConfig = QRConfig()
-    LT: LTConfig = LTConfig()
-    HCT: HCTConfig = HCTConfig()
-    SIT: SITConfig = SITConfig()
-    DG: DGConfig = DGConfig()
-    ICL: ICLConfig = ICLConfig()
-    CoT: CoTConfig = CoTConfig()
+ComponentsConfig = components_model()
 
 
 # ------------------------------------------------------------------------- design
@@ -247,7 +180,18 @@ class SearchParam(Strict):
             raise ValueError("low must be smaller than high")
         if self.log and self.low <= 0:
             raise ValueError("log scale needs low > 0")
+        self.distribution()  # Optuna's own checks, before any trial runs
         return self
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        """The Optuna distribution of this knob (raises ValueError when Optuna refuses it)."""
+        if self.type == "int":
+            if self.low != int(self.low) or self.high != int(self.high):
+                raise ValueError("an int knob needs whole-number low and high")
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log,
+                                                      step=self.step)
 
 
 class OptunaConfig(Strict):
@@ -259,16 +203,17 @@ class OptunaConfig(Strict):
     # Per-language QR thresholds searched for these languages (null: every training language).
     qr_languages: list[Language] | None = None
     search_qr_thresholds: bool = True
-    # Optional extra knobs: "lora.r", "training.learning_rate".
-    params: dict[Literal["lora.r", "training.learning_rate"], SearchParam] = {}
+    # Extra knobs: any numeric setting by its path in this schema ("lora.r",
+    # "training.learning_rate", "components.QR.p_yes_hi", ...).
+    params: dict[str, SearchParam] = {}
 
 
 class DesignConfig(Strict):
     kind: Literal["grid", "cumulative", "leave-one-out", "fractional", "optuna"] = "grid"
     # Components switched on and off (for cumulative: in the order they are added).
-    switches: list[Component] = ["LT", "HCT"]
+    switches: list[str] = []
     # Components on in every trial.
-    always_on: list[Component] = []
+    always_on: list[str] = []
     # Fractional factorial resolution (III, IV or V written as 3, 4, 5).
     resolution: Annotated[int, Field(ge=3, le=5)] = 4
     # Base model as an axis: the same ablation for each model (null: model.name only).
@@ -278,6 +223,10 @@ class DesignConfig(Strict):
     @field_validator("switches", "always_on")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown component {unknown[0]!r} (expected one of "
+                             f"{', '.join(REGISTRY.names)})")
         seen = [v for i, v in enumerate(value) if v in value[:i]]
         if seen:
             raise ValueError(f"component listed twice: {seen[0]}")
@@ -339,9 +288,10 @@ class SweepConfig(Strict):
         for where, names in (("design.switches", self.design.switches),
                              ("design.always_on", self.design.always_on)):
             for name in names:
-                if not set(APPLICABLE_TASKS[name]) & set(self.tasks):
+                tasks = REGISTRY[name].tasks
+                if not set(tasks) & set(self.tasks):
                     raise ValueError(
-                        f"{where}: {name} applies to {'/'.join(APPLICABLE_TASKS[name])} only, "
+                        f"{where}: {name} applies to {'/'.join(tasks)} only, "
                         f"and tasks are {self.tasks}")
         design = self.design
         if (design.kind == "optuna" and design.optuna.search_qr_thresholds
@@ -349,19 +299,118 @@ class SweepConfig(Strict):
             raise ValueError("design.optuna.search_qr_thresholds needs QR in design.always_on")
         if design.kind == "optuna" and not design.optuna.search_qr_thresholds and not design.optuna.params:
             raise ValueError("design.optuna: nothing to search (no QR thresholds, no params)")
+        for path in design.optuna.params:
+            try:
+                leaf = setting_type(type(self), path)
+            except ConfigError as error:
+                raise ValueError(f"design.optuna.params: {error}") from None
+            if not _numeric(leaf):
+                raise ValueError(f"design.optuna.params: {path} is not a numeric setting")
         return self
+
+
+# ------------------------------------------------------------------- overrides
+# A search or a design changes settings by their path in this schema, e.g. `lora.r`,
+# `training.learning_rate` or `components.QR.thresholds.en.hi_cos`; one function applies them.
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _dict_value_in(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is dict:
+        return typing.get_args(annotation)[1]
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is dict:
+            return typing.get_args(arg)[1]
+    return None
+
+
+def _numeric(annotation: Any) -> bool:
+    if annotation in (int, float):
+        return True
+    return any(_numeric(arg) for arg in typing.get_args(annotation)
+               if not isinstance(arg, type) or arg in (int, float))
+
+
+def setting_type(model: type[BaseModel], path: str) -> Any:
+    """The type of the setting at `path`; ConfigError naming the path when there is none."""
+    annotation: Any = model
+    for part in path.split("."):
+        section = _model_in(annotation)
+        values = _dict_value_in(annotation)
+        if section is not None and part in section.model_fields:
+            annotation = section.model_fields[part].annotation
+        elif values is not None and part:
+            annotation = values
+        else:
+            raise ConfigError(f"unknown setting path {path!r} (paths are spelled as in the YAML, "
+                              "e.g. lora.r, training.learning_rate, "
+                              "components.QR.thresholds.en.hi_cos)")
+    if _model_in(annotation) is not None and _dict_value_in(annotation) is None:
+        raise ConfigError(f"{path!r} is a section, not a setting")
+    return annotation
+
+
+def apply_overrides(config: SweepConfig, overrides: Mapping[str, Any]) -> SweepConfig:
+    """`config` with each `path: value` set, validated again; errors name the path."""
+    if not overrides:
+        return config
+    raw = config.model_dump(mode="json")
+    for path, value in overrides.items():
+        setting_type(type(config), path)
+        *parents, leaf = path.split(".")
+        node = raw
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}  # e.g. thresholds "auto" -> per-language values
+            node = node[part]
+        node[leaf] = value
+    try:
+        return type(config).model_validate(raw)
+    except ValidationError as error:
+        paths = ", ".join(sorted(overrides))
+        raise ConfigError(f"overrides ({paths}): {_format_error(error)}") from None
+
+
+def sweep_model() -> type[SweepConfig]:
+    """The schema with every registered component (rebuilt when the registry changes)."""
+    return _sweep_model(REGISTRY.revision)
+
+
+@cache
+def _sweep_model(revision: int) -> type[SweepConfig]:
+    components = components_model()
+    if components is ComponentsConfig:
+        return SweepConfig
+    return create_model("SweepConfig", __base__=SweepConfig,
+                        components=(components, components()))
 
 
 # ------------------------------------------------------------------------ loading
 
 
+def _is_branch(part: object) -> bool:
+    """Union members and validator wrappers in an error path (`literal['auto']`, `dict[...]`)."""
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
 def _format_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
+    # In a union the deepest error is the informative one ("en.hi_jac: Field required"), not
+    # "Input should be 'auto'".
+    first = max(error.errors(), key=lambda e: len([p for p in e["loc"] if not _is_branch(p)]))
+    path = ".".join(str(p) for p in first["loc"] if not _is_branch(p))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    elif first["type"] == "literal_error" and "Component" not in message:
+    elif first["type"] == "literal_error":
         message = f"{message} (got {first.get('input')!r})"
     prefix = f"{path}: " if path else ""
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
@@ -373,7 +422,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "config") -> SweepConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
     try:
-        return SweepConfig.model_validate(raw)
+        return sweep_model().model_validate(raw)
     except ValidationError as error:
         raise ConfigError(f"{source}: {_format_error(error)}") from None
 
@@ -403,6 +452,6 @@ def with_data_dir(config: SweepConfig, directory: Path) -> SweepConfig:
 
 
 __all__ = [
-    "APPLICABLE_TASKS", "COMPONENTS", "LANGUAGES", "TASKS", "SweepConfig", "applicable_components",
+    "LANGUAGES", "TASKS", "SweepConfig", "applicable_components", "sweep_model",
     "load_config", "parse_config", "with_data_dir",
 ]

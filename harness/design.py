@@ -12,10 +12,13 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Protocol
 
 import numpy as np
 
-from harness.config import APPLICABLE_TASKS, COMPONENTS, TASKS, DesignConfig
+from harness.components import REGISTRY
+from harness.config import DesignConfig
+from harness.data import TASKS
 
 # Factor letters of a fractional design; "I" is the identity of the defining relation.
 LETTERS = "ABCDEFGHJKLMNOPQRSTUVWXYZ"
@@ -24,8 +27,7 @@ _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VII
 
 def component_label(components: Iterable[str]) -> str:
     """`"QR+LT+HCT"` in pipeline order, `"baseline"` for none."""
-    chosen = set(components)
-    return "+".join(c for c in COMPONENTS if c in chosen) or "baseline"
+    return REGISTRY.label(components)
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,13 @@ class Configuration:
         """The components that act on `task` (HCT only QC, SIT/DG only QI)."""
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
-        return frozenset(c for c in self.components if task in APPLICABLE_TASKS[c])
+        return frozenset(c for c in self.components if REGISTRY[c].applies_to(task))
 
 
 def _check(switches: Sequence[str], always_on: Sequence[str]) -> None:
     for name in [*switches, *always_on]:
-        if name not in COMPONENTS:
-            raise ValueError(f"unknown component {name!r} (expected one of {', '.join(COMPONENTS)})")
+        if name not in REGISTRY:
+            raise ValueError(f"unknown component {name!r} (expected one of {', '.join(REGISTRY.names)})")
     for names in (switches, always_on):
         twice = [n for i, n in enumerate(names) if n in names[:i]]
         if twice:
@@ -285,22 +287,63 @@ def factorial_effects(coded: np.ndarray, y: np.ndarray, *,
 # ------------------------------------------------------------------------- planning
 
 
+class Design(Protocol):
+    """What a design kind provides: its configurations and a description for the plan."""
+
+    def configurations(self) -> list[Configuration]: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A design whose configurations are a plain list (grid, cumulative, leave-one-out, optuna)."""
+
+    kind: str
+    items: tuple[Configuration, ...]
+
+    def configurations(self) -> list[Configuration]:
+        return list(self.items)
+
+    def describe(self) -> str:
+        return f"{self.kind}: " + ", ".join(c.label for c in self.items)
+
+
+@dataclass(frozen=True)
+class _Fractional:
+    design: FractionalDesign
+
+    def configurations(self) -> list[Configuration]:
+        return self.design.configurations
+
+    def describe(self) -> str:
+        return self.design.describe()
+
+
+def _searched(switches: Sequence[str], *, always_on: Sequence[str] = ()) -> list[Configuration]:
+    """An Optuna search tunes one configuration: every switch on."""
+    _check(switches, always_on)
+    on = frozenset(switches) | set(always_on)
+    return [Configuration(on, component_label(on), 0)]
+
+
+_LISTED = {"grid": grid, "cumulative": cumulative, "leave-one-out": leave_one_out,
+           "optuna": _searched}
+
+
+def make_design(design: DesignConfig) -> Design:
+    """The design `design.kind` names."""
+    switches, always_on = list(design.switches), list(design.always_on)
+    if design.kind == "fractional":
+        return _Fractional(fractional(switches, resolution=design.resolution, always_on=always_on))
+    if design.kind in _LISTED:
+        return _Listed(design.kind, tuple(_LISTED[design.kind](switches, always_on=always_on)))
+    raise ValueError(f"unknown design kind {design.kind!r}")
+
+
 def plan_configurations(design: DesignConfig) -> list[Configuration]:
     """The configurations of `design` (for Optuna: the single one with every switch on)."""
-    switches, always_on = list(design.switches), list(design.always_on)
-    if design.kind == "grid":
-        return grid(switches, always_on=always_on)
-    if design.kind == "cumulative":
-        return cumulative(switches, always_on=always_on)
-    if design.kind == "leave-one-out":
-        return leave_one_out(switches, always_on=always_on)
-    if design.kind == "fractional":
-        return fractional(switches, resolution=design.resolution, always_on=always_on).configurations
-    if design.kind == "optuna":
-        _check(switches, always_on)
-        on = frozenset(switches) | set(always_on)
-        return [Configuration(on, component_label(on), 0)]
-    raise ValueError(f"unknown design kind {design.kind!r}")
+    return make_design(design).configurations()
 
 
 def per_task(configurations: Sequence[Configuration],
@@ -328,5 +371,5 @@ def per_task(configurations: Sequence[Configuration],
 
 __all__ = [
     "Configuration", "FractionalDesign", "component_label", "cumulative", "factorial_effects",
-    "fractional", "grid", "leave_one_out", "per_task", "plan_configurations",
+    "fractional", "grid", "leave_one_out", "make_design", "per_task", "plan_configurations",
 ]

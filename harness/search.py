@@ -1,77 +1,152 @@
-"""Optuna search over continuous knobs: per-language QR thresholds, optionally LoRA r and the
-learning rate. One study per task; eval F1 is reported after each epoch so the pruner can stop
-weak trials early. Resuming counts finished trials, so a rerun only tops the budget up."""
+"""Optuna search over continuous knobs of one configuration: per-language QR thresholds and any
+numeric setting named by its schema path (`lora.r`, `training.learning_rate`, ...).
+
+One study per (task, model), driven by `ask`/`tell`. Every search trial trains on the training
+rows minus a search split and is scored on that split (never on the evaluation rows); eval F1 is
+reported after each epoch so the study's own pruner can stop weak trials. The budget counts
+every finished trial (complete, pruned or failed), so a search whose every trial fails stops and
+says so. Once the budget is spent, the best configuration is trained again on all training rows
+and scored once on the evaluation rows, as an ordinary trial of the plan.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from harness.config import APPLICABLE_TASKS, SweepConfig
+from harness.components import REGISTRY
+from harness.config import SweepConfig
 from harness.data import TRAIN_LANGUAGES
-from harness.plan import TrialSpec, keyed, models_of, ordered
+from harness.plan import Plan, TrialSpec, resolve_trial
+from harness.study import ERROR_ATTR, FINISHED_STATES, KEY_ATTR, mark_worker, open_study
 
-# Ranges wide enough to include the reference's quantile defaults and clamps (DESIGN.md 7).
-THRESHOLD_RANGES = {"hi_cos": (0.1, 0.9), "hi_jac": (0.05, 0.8),
-                    "lo_cos": (0.0, 0.5), "lo_jac": (0.0, 0.4)}
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+            "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}
+# The knobs `design.optuna.search_qr_thresholds` searches belong to this component.
+THRESHOLD_COMPONENT = "QR"
+
+
+@dataclass
+class SearchOutcome:
+    task: str
+    model: str
+    finished: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    best: TrialSpec | None = None
+    best_value: float | None = None
 
 
 def search_languages(config: SweepConfig, task: str) -> list[str]:
     return list(config.design.optuna.qr_languages or TRAIN_LANGUAGES[task])
 
 
-def suggest_overrides(trial: optuna.Trial, config: SweepConfig, task: str) -> dict[str, Any]:
-    """The knob values of one search trial, as `TrialSpec.overrides` keys."""
+def search_space(config: SweepConfig, task: str) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Schema path -> Optuna distribution of every knob the search sets for `task`."""
     search = config.design.optuna
-    values: dict[str, Any] = {}
+    space: dict[str, optuna.distributions.BaseDistribution] = {}
     if search.search_qr_thresholds:
-        for language in search_languages(config, task):
-            for name, (low, high) in THRESHOLD_RANGES.items():
-                values[f"qr.{language}.{name}"] = round(trial.suggest_float(f"{language}.{name}", low, high), 4)
-    for name, param in search.params.items():
-        if param.type == "int":
-            values[name] = trial.suggest_int(name, int(param.low), int(param.high), log=param.log,
-                                             step=int(param.step or 1))
-        else:
-            values[name] = trial.suggest_float(name, param.low, param.high, log=param.log,
-                                               step=param.step)
-    return values
+        component = REGISTRY[THRESHOLD_COMPONENT]
+        for path, (low, high) in component.search_space(search_languages(config, task)).items():
+            space[path] = optuna.distributions.FloatDistribution(low, high)
+    for path, param in search.params.items():
+        space[path] = param.distribution()
+    return space
 
 
-def run_search(config: SweepConfig, *, worker, url: str,
-               open_study: Callable[..., optuna.Study]) -> None:
-    """Run each task's search study up to its trial budget (counting trials already done)."""
+def _sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
+    return SAMPLERS[config.design.optuna.sampler](seed=config.seeds[0])
+
+
+def _pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     search = config.design.optuna
-    components = frozenset(config.design.switches) | frozenset(config.design.always_on)
-    for model in models_of(config):
-        for task in config.tasks:
-            study = open_study(config, url=url, name=f"{config.name}.{task}.{model}.search")
-            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-            if done >= search.n_trials:
-                print(f"Search {task} ({model}): {done} of {search.n_trials} trials already done", flush=True)
-                continue
-            applicable = ordered(frozenset(c for c in components if task in APPLICABLE_TASKS[c]))
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials)
+    if search.pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
 
-            def objective(trial: optuna.Trial, task: str = task, applicable=applicable,
-                          model: str = model) -> float:
-                overrides = tuple(sorted(suggest_overrides(trial, config, task).items()))
-                spec = keyed(TrialSpec(task, applicable, config.seeds[0], model, None, overrides,
-                                       ("search",)),
-                             config, data_fingerprint=worker.data.fingerprints[task])
-                worker.specs[spec.key] = spec
-                trial.set_user_attr("trial_key", spec.key)
-                worker.done += 1
-                return worker.run(spec, trial, position=f"search {task} {trial.number + 1}/{search.n_trials}")
 
-            study.optimize(objective, catch=(Exception,), gc_after_trial=True,
-                           callbacks=[MaxTrialsCallback(search.n_trials,
-                                                        states=(TrialState.COMPLETE, TrialState.PRUNED))])
-            best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
-            if best is not None:
-                knobs = ", ".join(f"{k}={v:.3g}" for k, v in best.params.items())
-                print(f"Search {task} ({model}): best F1 {best.value:.4f} (trial {best.number}) "
-                      f"with {knobs}", flush=True)
+def study_name(config: SweepConfig, task: str, model: str) -> str:
+    return f"{config.name}.{task}.{model}.search"
+
+
+def open_search_study(config: SweepConfig, *, url: str, task: str, model: str) -> optuna.Study:
+    return open_study(config, url=url, name=study_name(config, task, model),
+                      sampler=_sampler(config), pruner=_pruner(config))
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def run_search(config: SweepConfig, plan: Plan, *, worker: Any, url: str,
+               log: Any = print) -> list[SearchOutcome]:
+    """Run each (task, model) search up to its budget, then the chosen configuration once."""
+    search = config.design.optuna
+    outcomes = []
+    for base in [t for t in plan.trials if t.seed == config.seeds[0] and t.heldout_language is None]:
+        task, model = base.task, base.model
+        outcome = SearchOutcome(task, model)
+        study = open_search_study(config, url=url, task=task, model=model)
+        space = search_space(config, task)
+        done = _finished(study)
+        if done >= search.n_trials:
+            log(f"Search {task} ({model}): {done} of {search.n_trials} trials already done")
+        while done < search.n_trials:
+            trial = study.ask(space)
+            mark_worker(trial)
+            spec = resolve_trial(config, task=task, components=base.components,
+                                 seed=base.seed, model=model, fingerprints=worker.data.fingerprints,
+                                 overrides=trial.params, role="search", rows=("search",),
+                                 base=base.key)
+            trial.set_user_attr(KEY_ATTR, spec.key)
+            worker.specs[spec.key] = spec
+            position = f"search {task} {done + 1}/{search.n_trials}"
+            try:
+                value = worker.run(spec, trial, position=position)
+            except optuna.TrialPruned:
+                study.tell(trial, state=TrialState.PRUNED)
+            except KeyboardInterrupt:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            except Exception as error:  # noqa: BLE001 - recorded, counted, and the search goes on
+                message = f"{type(error).__name__}: {error}"
+                trial.set_user_attr(ERROR_ATTR, message[:2000])
+                study.tell(trial, state=TrialState.FAIL)
+                outcome.failed.append((spec.name, message))
+            else:
+                study.tell(trial, value)
+            done = _finished(study)
+        outcome.finished = done
+        best = _best(study)
+        if best is None:
+            log(f"Search {task} ({model}): no trial completed ({done} finished, "
+                f"{len(outcome.failed)} failed in this run); nothing to choose")
+            outcomes.append(outcome)
+            continue
+        knobs = ", ".join(f"{k.removeprefix('components.')}={v:.3g}" for k, v in best.params.items())
+        log(f"Search {task} ({model}): best search-split F1 {best.value:.4f} (trial {best.number}) "
+            f"with {knobs}")
+        outcome.best = resolve_trial(config, task=task, components=base.components,
+                                     seed=base.seed, model=model,
+                                     fingerprints=worker.data.fingerprints,
+                                     overrides=best.params, rows=("search best",), base=base.key)
+        outcome.best_value = best.value
+        worker.specs[outcome.best.key] = outcome.best
+        try:
+            worker.run(outcome.best, None, position=f"search {task} best")
+        except Exception as error:  # noqa: BLE001
+            outcome.failed.append((outcome.best.name, f"{type(error).__name__}: {error}"))
+        outcomes.append(outcome)
+    return outcomes
+
+
+__all__ = ["SearchOutcome", "open_search_study", "run_search", "search_space", "study_name"]

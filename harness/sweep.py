@@ -1,10 +1,9 @@
-"""Study and trial orchestration.
+"""Sweep orchestration: plan -> queue -> workers -> records -> report.
 
-The Optuna study, not this process, is the source of truth for what ran: design configurations
-are enqueued up front (`enqueue_trial` with the trial key as a user attribute), any number of
-workers pull them with `study.optimize`, and a rerun of the same command skips finished trials,
-reruns interrupted ones and creates no second MLflow run for a finished configuration. A trial
-that raises is recorded as failed (study and MLflow) and the sweep goes on.
+The Optuna study, not this process, is the source of truth for what ran (see `study.py`): a
+rerun of the same command skips finished trials, reruns interrupted ones and creates no second
+MLflow run for a finished configuration. A trial that raises is recorded as failed (study and
+MLflow) and the sweep goes on; failures are counted in the summary and the exit status.
 """
 
 from __future__ import annotations
@@ -12,37 +11,46 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import sys
 import traceback
-import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import torch
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from harness import __version__
 from harness.cache import StageCache
+from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.data.prepare import PreparedData, prepare_data
 from harness.learner import LoadedModel, load_base_model
 from harness.plan import Plan, TrialSpec, build_plan, models_of
+from harness.record import TrialRecord
 from harness.report import write_report
+from harness.search import SearchOutcome, run_search
 from harness.stages import Stages
+from harness.study import (
+    ERROR_ATTR,
+    KEY_ATTR,
+    enqueue_plan,
+    failures,
+    mark_worker,
+    open_study,
+    recover_orphans,
+    stop_when_queue_empty,
+    storage_url,
+)
 from harness.tracking import (
     Tracker,
     dashboard_command,
+    load_predictions,
     mask_url,
     resolve_tracking_uri,
-    trial_results,
+    trial_records,
 )
-from harness.trial import run_trial, trial_params
-
-KEY_ATTR = "trial_key"
+from harness.trial import run_trial
 
 
 @dataclass
@@ -58,94 +66,6 @@ class SweepSummary:
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-# --------------------------------------------------------------------------- study
-
-
-def storage_url(config: SweepConfig, override: str | None) -> str:
-    if override:
-        return override
-    if config.study.storage:
-        return config.study.storage
-    path = config.cache_dir.parent / "studies.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path.resolve()}"
-
-
-def open_study(config: SweepConfig, *, url: str, name: str) -> optuna.Study:
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = RDBStorage(
-        url, heartbeat_interval=config.study.heartbeat_interval,
-        grace_period=config.study.grace_period,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=config.study.max_retry))
-    search = config.design.optuna
-    sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-               "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}[search.sampler]
-    pruner = {"none": optuna.pruners.NopPruner,
-              "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials),
-              "successive-halving": optuna.pruners.SuccessiveHalvingPruner}[search.pruner]
-    return optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                               direction="maximize", sampler=sampler(seed=config.seeds[0]),
-                               pruner=pruner())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover_orphans(study: optuna.Study) -> int:
-    """Fail and re-enqueue RUNNING trials whose process on this host is gone (kill -9, reboot).
-
-    Trials of other hosts are left to Optuna's heartbeat (stale after the grace period).
-    """
-    host = socket.gethostname()
-    recovered = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = trial.user_attrs
-        if attrs.get("harness.host") != host or _pid_alive(int(attrs.get("harness.pid", -1))):
-            continue
-        study._storage.set_trial_user_attr(trial._trial_id, "harness.interrupted", True)
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        study.enqueue_trial({}, user_attrs={KEY_ATTR: attrs[KEY_ATTR]})
-        recovered += 1
-    return recovered
-
-
-def enqueue_plan(study: optuna.Study, trials: list[TrialSpec], *, retry_failed: bool) -> Counter[str]:
-    """Put every trial not yet done or queued in front of the workers; returns counts by outcome."""
-    states: dict[str, set[TrialState]] = {}
-    interrupted: set[str] = set()
-    for trial in study.get_trials(deepcopy=False):
-        key = trial.user_attrs.get(KEY_ATTR)
-        if key:
-            states.setdefault(key, set()).add(trial.state)
-            if trial.state == TrialState.FAIL and trial.user_attrs.get("harness.interrupted"):
-                interrupted.add(key)
-    counts: Counter[str] = Counter()
-    for spec in trials:
-        seen = states.get(spec.key, set())
-        if seen & {TrialState.COMPLETE, TrialState.PRUNED}:
-            counts["finished"] += 1
-        elif seen & {TrialState.WAITING, TrialState.RUNNING}:
-            counts["queued"] += 1
-        elif TrialState.FAIL in seen and not retry_failed and spec.key not in interrupted:
-            counts["failed"] += 1
-        else:
-            study.enqueue_trial({}, user_attrs={KEY_ATTR: spec.key})
-            counts["enqueued"] += 1
-    return counts
-
-
-def _stop_when_queue_empty(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        study.stop()
 
 
 def _exit_on_second_interrupt() -> None:
@@ -167,33 +87,34 @@ class Worker:
         self.parent_run_id = parent_run_id
         self.progress = progress
         self.cache = StageCache(config.cache_dir / "stages")
-        self.stages = Stages(config=config, cache=self.cache, qc_train=data.qc_train())
+        self.stages = Stages(config=config, cache=self.cache, data=data)
         self.loaded: LoadedModel | None = None
         self.checkers: dict[str, LoadedModel] = {}
         self.done = 0
 
-    def model(self, name: str) -> LoadedModel:
-        if self.loaded is None or self.loaded.name != name:
+    def _load(self, spec: TrialSpec, name: str) -> LoadedModel:
+        model_config = spec.config.model.model_copy(update={"name": name})
+        return load_base_model(model=model_config, corpus=self.data.corpus(),
+                               cache_dir=self.config.cache_dir / "models")
+
+    def model(self, spec: TrialSpec) -> LoadedModel:
+        if self.loaded is None or self.loaded.name != spec.model:
             if self.loaded is not None:  # another base model: free the old one first
                 self.loaded = None
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-            model_config = self.config.model.model_copy(update={"name": name})
-            log(f"Loading base model {name} ...")
-            self.loaded = load_base_model(model=model_config, corpus=self.data.corpus(),
-                                          cache_dir=self.config.cache_dir / "models")
+            log(f"Loading base model {spec.model} ...")
+            self.loaded = self._load(spec, spec.model)
         return self.loaded
 
-    def checker(self, name: str | None, trial_model: str) -> LoadedModel:
-        """QR's checker model: the trial's own base model unless the YAML names another."""
-        if name is None or name == trial_model:
-            return self.model(trial_model)
+    def checker(self, spec: TrialSpec, name: str | None) -> LoadedModel:
+        """A checker model: the trial's own base model unless the YAML names another."""
+        if name is None or name == spec.model:
+            return self.model(spec)
         if name not in self.checkers:
-            log(f"Loading QR checker model {name} ...")
-            self.checkers[name] = load_base_model(
-                model=self.config.model.model_copy(update={"name": name}),
-                corpus=self.data.corpus(), cache_dir=self.config.cache_dir / "models")
+            log(f"Loading checker model {name} ...")
+            self.checkers[name] = self._load(spec, name)
         return self.checkers[name]
 
     def run(self, spec: TrialSpec, trial: optuna.Trial | None, *, position: str) -> float:
@@ -204,33 +125,33 @@ class Worker:
             log(f"[{position}] {spec.name}: already finished in MLflow (run {finished.info.run_id[:8]})")
             return float(finished.data.metrics.get("f1", 0.0))
         self.tracker.close_stale_runs(sweep, spec.key)
-        task_data = self.data.tasks[spec.task]
-        sets = self.stages.evaluation_sets(task_data, heldout_language=spec.heldout_language,
-                                           truth=self.data.truth.get(spec.task))
-        run_id = self.tracker.start_trial(
-            sweep=sweep, parent_run_id=self.parent_run_id, key=spec.key, name=spec.name,
-            tags={"harness.task": spec.task, "harness.components": spec.label,
-                  "harness.rows": " | ".join(spec.rows), "harness.version": __version__,
-                  "harness.optuna_trial": str(trial.number) if trial is not None else ""})
+        search = spec.role == "search"
+        sets = self.stages.evaluation_sets(self.data.tasks[spec.task],
+                                           heldout_language=spec.heldout_language,
+                                           truth=self.data.truth.get(spec.task), search=search)
+        record = TrialRecord.from_spec(spec, eval_split=sets.eval_name, train_rows=len(sets.train),
+                                       eval_rows=len(sets.evaluation))
+        params, _, tags = record.to_mlflow()
+        tags.update({"harness.version": __version__,
+                     "harness.optuna_trial": str(trial.number) if trial is not None else ""})
+        run_id = self.tracker.start_trial(sweep=sweep, parent_run_id=self.parent_run_id,
+                                          name=spec.name, tags=tags)
         if trial is not None:
             trial.set_user_attr("mlflow_run_id", run_id)
-        self.tracker.log_params(run_id, trial_params(self.config, spec, sets,
-                                                     data_fingerprint=self.data.fingerprints[spec.task]))
+        self.tracker.log_params(run_id, params)
         log(f"[{position}] {spec.name}: {len(sets.train)} train rows, {len(sets.evaluation)} "
             f"{sets.eval_name} rows")
         hits_before, misses_before = self.cache.totals()
         hook = None
-        if trial is not None and self.config.design.kind == "optuna":
+        if trial is not None and search:  # only a search's own trials are ever pruned
             def hook(epoch: int, loss: float, f1: float) -> None:
                 trial.report(f1, epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (F1 {f1:.4f})")
         try:
-            outcome = run_trial(spec, config=self.config, sets=sets, stages=self.stages,
-                                loaded=self.model(spec.model), tracker=self.tracker, run_id=run_id,
-                                checker=lambda: self.checker(self.config.components.QR.checker_model,
-                                                             spec.model),
-                                progress=self.progress, epoch_hook=hook)
+            outcome = run_trial(spec, sets=sets, stages=self.stages, loaded=self.model(spec),
+                                tracker=self.tracker, run_id=run_id, progress=self.progress,
+                                epoch_hook=hook, checker=lambda name=None: self.checker(spec, name))
         except optuna.TrialPruned as pruned:
             self.tracker.set_tags(run_id, {"harness.pruned": "true"})
             self.tracker.end_trial(run_id, status="KILLED", error=str(pruned))
@@ -245,7 +166,7 @@ class Worker:
         except Exception as error:  # noqa: BLE001 - any trial failure is recorded, the sweep goes on
             message = f"{type(error).__name__}: {error}"
             if trial is not None:
-                trial.set_user_attr("harness.error", message[:2000])
+                trial.set_user_attr(ERROR_ATTR, message[:2000])
             self.tracker.end_trial(run_id, status="FAILED",
                                    error=message + "\n" + traceback.format_exc(limit=8))
             log(f"[{position}] {spec.name}: FAILED: {message}")
@@ -269,9 +190,10 @@ class Worker:
                 trial.study.stop()
                 raise optuna.TrialPruned("no queued trial left")
             if key not in self.specs:
-                raise RuntimeError(f"trial key {key} is not in this sweep's plan (config changed?)")
-            trial.set_user_attr("harness.host", socket.gethostname())
-            trial.set_user_attr("harness.pid", os.getpid())
+                message = f"trial key {key} is not in this sweep's plan (config changed?)"
+                trial.set_user_attr(ERROR_ATTR, message)
+                raise RuntimeError(message)
+            mark_worker(trial)
             self.done += 1
             return self.run(self.specs[key], trial, position=f"trial {self.done}/{total}")
         return objective
@@ -280,34 +202,56 @@ class Worker:
 # -------------------------------------------------------------------------- driver
 
 
+def _estimate(config: SweepConfig, plan: Plan, records: list[TrialRecord]) -> str:
+    """The dry run's cost line, from this sweep's finished trials (train + score seconds)."""
+    searched = (config.design.optuna.n_trials + 1) * len(plan.trials) if config.design.kind == "optuna" else 0
+    count = len(plan.trials) + searched
+    checker_fits = sum(REGISTRY[name].model_fits(getattr(t.config.components, name))
+                       for t in plan.trials for name in t.components)
+    seconds = [r.metrics["train_seconds"] + r.metrics.get("score_seconds", 0) for r in records
+               if "train_seconds" in r.metrics]
+    if not seconds:
+        return (f"Estimated cost: {count} trials" + (f" and {checker_fits} checker fits" if checker_fits else "")
+                + ", duration unknown until one trial has finished (none in MLflow yet)")
+    trial_seconds = sum(seconds) / len(seconds)
+    fits = [r.metrics["checker_seconds"] for r in records if "checker_seconds" in r.metrics]
+    # A checker fold trains on (folds-1)/folds of the rows: about a trial's training time.
+    fit_seconds = (sum(fits) / len(fits) / 3) if fits else trial_seconds
+    total = count * trial_seconds + checker_fits * fit_seconds
+    return (f"Estimated cost: {count} trials x {trial_seconds:.0f} s"
+            + (f" + {checker_fits} checker fits x {fit_seconds:.0f} s" if checker_fits else "")
+            + f" = {total / 60:.1f} min at most (checker fits are cached across trials; "
+            "from the mean of this sweep's finished trials)")
+
+
 def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
-               trial_seconds: float | None) -> None:
+               records: list[TrialRecord]) -> None:
+    models = models_of(config)
     log(f"Sweep '{config.name}': design {config.design.kind}, {len(plan.configurations)} "
         f"configurations, {len(plan.trials)} trials (tasks {', '.join(config.tasks)}, "
-        f"seeds {config.seeds}, models {sorted({t.model for t in plan.trials})})")
+        f"seeds {config.seeds}, models {models})")
     if config.design.kind == "fractional":
-        from harness.design import fractional
-
-        design = fractional(config.design.switches, resolution=config.design.resolution,
-                            always_on=config.design.always_on)
-        log(design.describe())
+        log(plan.description)
     for spec in plan.trials:
         stages = ["data", *spec.components, "prompts", "train", "score"]
         extra = f" heldout={spec.heldout_language}" if spec.heldout_language else ""
-        log(f"  {spec.key}  {spec.task}  {spec.label:<28} seed={spec.seed}{extra}  "
+        log(f"  {spec.key}  {spec.model}  {spec.task}  {spec.label:<28} seed={spec.seed}{extra}  "
             f"stages: {' -> '.join(stages)}")
     if config.design.kind == "optuna":
-        log(f"  + an Optuna search of {config.design.optuna.n_trials} trials per task "
-            f"({config.design.optuna.sampler}, pruner {config.design.optuna.pruner})")
-    count = len(plan.trials) + (config.design.optuna.n_trials * len(config.tasks)
-                                if config.design.kind == "optuna" else 0)
-    if trial_seconds:
-        log(f"Estimated cost: {count} trials x {trial_seconds:.0f} s = {count * trial_seconds / 60:.1f} min "
-            "(from the mean of this sweep's finished trials)")
-    else:
-        log("Estimated cost: unknown until one trial has finished (no finished trials in MLflow yet)")
+        log(f"  + an Optuna search of {config.design.optuna.n_trials} trials for each of the "
+            f"{len(plan.trials)} configurations above ({config.design.optuna.sampler}, pruner "
+            f"{config.design.optuna.pruner}), then its best configuration scored once")
+    log(_estimate(config, plan, records))
     log(f"Study storage: {mask_url(url)}")
     log(f"MLflow: {mask_url(tracking_uri)}")
+
+
+def _dry_run(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str) -> SweepSummary:
+    """Print the plan; write nothing (no study, no MLflow store, no cache)."""
+    tracker = Tracker.existing(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
+    records = trial_records(tracker, config.name, keys=plan.keys) if tracker else []
+    print_plan(config, plan, url=url, tracking_uri=tracking_uri, records=records)
+    return SweepSummary(planned=len(plan.trials), finished=len(records), tracking_uri=tracking_uri)
 
 
 def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool = False,
@@ -319,75 +263,78 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     tracking_uri = resolve_tracking_uri(config.tracking.uri)
     data = prepare_data(config, load=not dry_run)
     plan = build_plan(config, data_fingerprints=data.fingerprints)
-    tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
     if dry_run:
-        finished = trial_results(tracker, config.name)
-        seconds = None
-        if len(finished) and "metrics.train_seconds" in finished:
-            seconds = float((finished["metrics.train_seconds"] + finished["metrics.score_seconds"]).mean())
-        print_plan(config, plan, url=url, tracking_uri=tracking_uri, trial_seconds=seconds)
-        return SweepSummary(planned=len(plan.trials), finished=0, tracking_uri=tracking_uri)
+        return _dry_run(config, plan, url=url, tracking_uri=tracking_uri)
 
+    study = open_study(config, url=url, name=config.name)  # a bad URL fails before MLflow
     log(data.describe())
+    tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
     parent = tracker.sweep_run(config.name, params={"config": config.model_dump_json(),
                                                     "design": config.design.kind})
+    try:
+        return _run(config, plan, data=data, study=study, tracker=tracker, parent=parent,
+                    url=url, retry_failed=retry_failed, progress=progress, report=report)
+    except KeyboardInterrupt:
+        tracker.finish_sweep(parent, failed=True)
+        raise
+    except BaseException:
+        tracker.finish_sweep(parent, failed=True)
+        raise
+
+
+def _run(config: SweepConfig, plan: Plan, *, data: PreparedData, study: optuna.Study,
+         tracker: Tracker, parent: str, url: str, retry_failed: bool, progress: bool,
+         report: bool) -> SweepSummary:
     tracker.log_text(parent, config.model_dump_json(indent=2), "config.json")
     tracker.log_text(parent, data.describe(), "data_summary.txt")
+    tracker.set_tags(parent, {f"harness.data.fingerprint.{task}": value
+                              for task, value in data.fingerprints.items()}
+                     | {"harness.data.directory": str(data.directory)})
     tracker.log_metrics(parent, data.dropped_counts())
     worker = Worker(config=config, data=data, plan=plan, tracker=tracker, parent_run_id=parent,
                     progress=progress)
-    study = open_study(config, url=url, name=config.name)
     recovered = recover_orphans(study)
-    counts = enqueue_plan(study, plan.trials, retry_failed=retry_failed)
+    counts = enqueue_plan(study, [t.key for t in plan.trials], retry_failed=retry_failed)
     log(f"Plan: {len(plan.trials)} trials — {counts['finished']} already finished, "
         f"{counts['enqueued'] + counts['queued']} to run"
         + (f", {counts['failed']} failed earlier (rerun them with --retry-failed)" if counts["failed"] else "")
         + (f"; {recovered} interrupted trial(s) re-queued" if recovered else ""))
     interrupted = False
+    searches: list[SearchOutcome] = []
     try:
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.optimize(worker.objective(counts["enqueued"] + counts["queued"]),
-                           callbacks=[_stop_when_queue_empty], catch=(Exception,), gc_after_trial=True)
+                           callbacks=[stop_when_queue_empty], catch=(Exception,), gc_after_trial=True)
         if config.design.kind == "optuna":
-            from harness.search import run_search
-
-            run_search(config, worker=worker, url=url, open_study=open_study)
+            searches = run_search(config, plan, worker=worker, url=url, log=log)
     except KeyboardInterrupt:
         interrupted = True
         _exit_on_second_interrupt()
         log("Interrupted: the running trial is marked KILLED; rerun the same command to resume.")
-    failures = _failures(study, worker.specs)
-    tracker.finish_sweep(parent, failed=bool(failures) or interrupted)
-    searched = (config.design.optuna.n_trials * len(config.tasks) * len(models_of(config))
-                if config.design.kind == "optuna" else 0)
-    summary = SweepSummary(planned=len(plan.trials) + searched, finished=0, failed=failures,
-                           tracking_uri=tracking_uri, cache_counts=worker.cache.counts())
+    failed = [(worker.specs[k].name, error) for k, error in failures(study, worker.specs).items()]
+    failed += [item for outcome in searches for item in outcome.failed]
+    tracker.finish_sweep(parent, failed=bool(failed) or interrupted)
     if interrupted:
         raise KeyboardInterrupt
-    results = trial_results(tracker, config.name)
-    summary.finished = len(results)
-    summary.pruned = len(tracker.trial_runs(config.name, status="KILLED")) if searched else 0
-    if report and len(results):
-        summary.report = write_report(config, plan=plan, results=results, tracker=tracker,
-                                      data=data)
+    records = trial_records(tracker, config.name, statuses=("FINISHED", "KILLED"))
+    records = [r for r in records if plan.owns(r)]
+    finished = [r for r in records if r.status == "FINISHED"]
+    searched = sum(config.design.optuna.n_trials + 1 for _ in searches)
+    summary = SweepSummary(planned=len(plan.trials) + searched, finished=len(finished),
+                           failed=failed, tracking_uri=tracker.uri,
+                           cache_counts=worker.cache.counts(),
+                           pruned=sum(r.pruned for r in records))
+    if report and finished:
+        load_predictions(tracker, [r for r in finished if r.role == "planned"])
+        summary.report = write_report(config, plan=plan, records=records, data=data)
         tracker.log_file(parent, summary.report)
-    _print_summary(summary, config)
+    _print_summary(summary)
     return summary
 
 
-def _failures(study: optuna.Study, specs: dict[str, TrialSpec]) -> list[tuple[str, str]]:
-    latest: dict[str, optuna.trial.FrozenTrial] = {}
-    for trial in study.get_trials(deepcopy=False):
-        key = trial.user_attrs.get(KEY_ATTR)
-        if key in specs:
-            latest[key] = trial
-    return [(specs[k].name, t.user_attrs.get("harness.error", "failed"))
-            for k, t in latest.items() if t.state == TrialState.FAIL]
-
-
-def _print_summary(summary: SweepSummary, config: SweepConfig) -> None:
+def _print_summary(summary: SweepSummary) -> None:
     log("")
-    pruned = f", {summary.pruned} stopped early (pruned or interrupted)" if summary.pruned else ""
+    pruned = f", {summary.pruned} search trial(s) pruned" if summary.pruned else ""
     log(f"Done: {summary.finished} of {summary.planned} trials finished{pruned}.")
     hits = sum(c["hits"] for c in summary.cache_counts.values())
     misses = sum(c["misses"] for c in summary.cache_counts.values())

@@ -19,10 +19,11 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from harness.record import TRIAL_KEY_TAG, TrialRecord
+
 # Artifact downloads for the report would otherwise draw one progress bar per file.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-TRIAL_KEY_TAG = "harness.trial_key"
 SWEEP_TAG = "harness.sweep"
 ROLE_TAG = "harness.role"
 PARENT_TAG = "mlflow.parentRunId"
@@ -49,6 +50,17 @@ def dashboard_command(uri: str) -> str:
 
 class Tracker:
     """An MLflow experiment holding one sweep's parent run and its trial runs."""
+
+    @classmethod
+    def existing(cls, *, uri: str, experiment: str) -> Tracker | None:
+        """The experiment if its store and the experiment already exist; creates nothing."""
+        local = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else (
+            uri.removeprefix("file://") if uri.startswith("file://") or "://" not in uri else None)
+        if local is not None and not Path(local).exists():
+            return None
+        if MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment) is None:
+            return None
+        return cls(uri=uri, experiment=experiment)
 
     def __init__(self, *, uri: str, experiment: str) -> None:
         self.uri = uri
@@ -79,6 +91,14 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def logged_data_directory(self, sweep: str) -> str | None:
+        """The data directory the newest parent run of `sweep` logged."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].data.tags.get("harness.data.directory") if runs else None
+
     def finish_sweep(self, run_id: str, *, failed: bool) -> None:
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
@@ -105,12 +125,12 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status=status)
         return len(stale)
 
-    def start_trial(self, *, sweep: str, parent_run_id: str, key: str, name: str,
+    def start_trial(self, *, sweep: str, parent_run_id: str, name: str,
                     tags: Mapping[str, str]) -> str:
+        """A child run of the sweep's parent; `tags` carry the trial key (TrialRecord.tags)."""
         run = self.client.create_run(
             self.experiment_id, run_name=name,
-            tags={PARENT_TAG: parent_run_id, SWEEP_TAG: sweep, ROLE_TAG: "trial",
-                  TRIAL_KEY_TAG: key, **tags})
+            tags={PARENT_TAG: parent_run_id, SWEEP_TAG: sweep, ROLE_TAG: "trial", **tags})
         return run.info.run_id
 
     def end_trial(self, run_id: str, *, status: str, error: str | None = None) -> None:
@@ -163,19 +183,22 @@ class Tracker:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
 
-def trial_results(tracker: Tracker, sweep: str) -> pd.DataFrame:
-    """One row per FINISHED trial run of the sweep: tags, params and metrics as columns."""
-    runs = tracker.trial_runs(sweep, status="FINISHED")
-    rows = []
-    for run in runs:
-        row: dict[str, Any] = {"run_id": run.info.run_id, "start_time": run.info.start_time}
-        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
-        row.update({f"params.{k}": v for k, v in run.data.params.items()})
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        # A configuration finished twice (e.g. two workers raced) counts once: the newest.
-        frame = (frame.sort_values("start_time", ascending=False)
-                 .drop_duplicates(f"tags.{TRIAL_KEY_TAG}").reset_index(drop=True))
-    return frame
+def trial_records(tracker: Tracker, sweep: str, *, keys: set[str] | None = None,
+                  statuses: tuple[str, ...] = ("FINISHED",)) -> list[TrialRecord]:
+    """The sweep's trial runs as records (newest per key), optionally only those of `keys`
+    (a plan: this configuration, this data)."""
+    runs = [run for status in statuses for run in tracker.trial_runs(sweep, status=status)]
+    records = sorted((TrialRecord.from_mlflow(run) for run in runs),
+                     key=lambda r: r.start_time, reverse=True)
+    newest: dict[str, TrialRecord] = {}
+    for record in records:
+        if keys is None or record.key in keys:
+            newest.setdefault(record.key, record)
+    return list(newest.values())
+
+
+def load_predictions(tracker: Tracker, records: list[TrialRecord]) -> None:
+    """Attach each record's per-row evaluation predictions (from its MLflow artifact)."""
+    for record in records:
+        if record.predictions is None and record.run_id:
+            record.predictions = tracker.load_frame(record.run_id, record.predictions_artifact)

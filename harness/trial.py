@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,8 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.components import describe, prompts
-from harness.config import SweepConfig
 from harness.learner import LoadedModel, fresh_adapter, score_yes_no, train_lora
 from harness.plan import TrialSpec
 from harness.stages import EvalSets, Stages
@@ -28,97 +25,60 @@ class TrialOutcome:
     step_losses: list[float]
 
 
-def effective_config(config: SweepConfig, spec: TrialSpec) -> SweepConfig:
-    """The sweep config with the trial's search overrides (lora.r, training.learning_rate) applied."""
-    overrides = spec.override_dict()
-    lora = config.lora
-    training = config.training
-    if "lora.r" in overrides:
-        lora = lora.model_copy(update={"r": int(overrides["lora.r"])})
-    if "training.learning_rate" in overrides:
-        training = training.model_copy(update={"learning_rate": float(overrides["training.learning_rate"])})
-    return config.model_copy(update={"lora": lora, "training": training})
-
-
-def trial_params(config: SweepConfig, spec: TrialSpec, sets: EvalSets, *,
-                 data_fingerprint: str) -> dict[str, object]:
-    """Every switch, the task, model, LoRA/training hyperparameters, seed and data fingerprint."""
-    params: dict[str, object] = {
-        "task": spec.task, "seed": spec.seed, "model": spec.model,
-        "components": spec.label, "data_fingerprint": data_fingerprint,
-        "eval_split": sets.eval_name, "heldout_language": spec.heldout_language or "",
-        "train_rows": len(sets.train), "eval_rows": len(sets.evaluation),
-    }
-    for name in ("QR", "LT", "HCT", "SIT", "DG", "ICL", "CoT"):
-        params[name] = name in spec.components
-        if name in spec.components:
-            for key, value in getattr(config.components, name).model_dump(mode="json").items():
-                params[f"{name}.{key}"] = value
-    if "DG" in spec.components:
-        params["DG.describer"] = describe.describer_key(describe.make_describer(config.components.DG))
-    if "CoT" in spec.components or "ICL" in spec.components:
-        params["prompt.template"] = prompts.TEMPLATE_VERSION
-    for section in ("lora", "training", "scoring"):
-        for key, value in getattr(config, section).model_dump(mode="json").items():
-            params[f"{section}.{key}"] = value
-    if spec.model == "tiny":
-        for key, value in config.model.tiny.model_dump().items():
-            params[f"model.tiny.{key}"] = value
-    for key, value in spec.overrides:
-        params[f"override.{key}"] = value
-    return params
-
-
-def make_checker(get_model: Callable[[], LoadedModel], config: SweepConfig, stages: Stages, *,
-                 task: str, seed: int, progress: bool) -> Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]:
-    """QR's checker: the harness's own LoRA learner on baseline prompts (no components).
-    The model is fetched only when a prediction is needed (not when the stage is cached)."""
+def make_checker(get_model: Callable[[], LoadedModel], spec: TrialSpec, stages: Stages, *,
+                 progress: bool) -> Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]:
+    """A checker for QR's model signal: the harness's own LoRA learner on baseline prompts (no
+    components). The model is fetched only when a prediction is needed (not when cached)."""
+    config, seed, none = spec.config, spec.seed, ()
 
     def fit_predict(train_rows: pd.DataFrame, predict_rows: pd.DataFrame) -> np.ndarray:
         loaded = get_model()
-        train_text = stages.text_columns(train_rows, task=task, components=())
-        predict_text = stages.text_columns(predict_rows, task=task, components=())
+        train_text = stages.text_columns(train_rows, spec, components=none)
+        predict_text = stages.text_columns(predict_rows, spec, components=none)
         with fresh_adapter(loaded, lora=config.lora, seed=seed):
-            train_lora(loaded, prompts=stages.prompts(train_text, task=task, components=()),
-                       labels=train_rows["label"].to_numpy(dtype=int), training=config.training,
-                       seed=seed, progress=progress, description="QR checker")
-            return score_yes_no(loaded, prompts=stages.prompts(predict_text, task=task, components=()),
+            trained = train_lora(loaded, prompts=stages.prompts(train_text, spec, components=none),
+                                 labels=train_rows["label"].to_numpy(dtype=int),
+                                 training=config.training, seed=seed, progress=progress,
+                                 description="checker")
+            checker_seconds.append(trained.seconds)
+            return score_yes_no(loaded, prompts=stages.prompts(predict_text, spec, components=none),
                                 batch_size=config.scoring.batch_size,
                                 max_length=config.training.max_length)
 
+    checker_seconds: list[float] = []
+    fit_predict.seconds = checker_seconds  # type: ignore[attr-defined]
     return fit_predict
 
 
-def run_trial(spec: TrialSpec, *, config: SweepConfig, sets: EvalSets, stages: Stages,
-              loaded: LoadedModel, tracker: Tracker, run_id: str, progress: bool = True,
+def run_trial(spec: TrialSpec, *, sets: EvalSets, stages: Stages, loaded: LoadedModel,
+              tracker: Tracker, run_id: str, progress: bool = True,
               epoch_hook: EpochHook | None = None,
               checker: Callable[[], LoadedModel] | None = None) -> TrialOutcome:
-    """Train and score one trial, logging everything to its MLflow run."""
-    config = effective_config(config, spec)
-    task, components = spec.task, spec.components
-    train_text = stages.text_columns(sets.train, task=task, components=components)
+    """Train and score one trial with its resolved config, logging everything to its run."""
+    config = spec.config
+    train_text = stages.text_columns(sets.train, spec)
     metrics: dict[str, float] = {}
 
-    if "QR" in components:
-        checker_model = config.components.QR.checker_model or spec.model
-        fit_predict = make_checker(checker or (lambda: loaded), config, stages, task=task,
-                                   seed=spec.seed, progress=progress)
-        identity = {"model": checker_model, "lora": config.lora.model_dump(mode="json"),
-                    "training": config.training.model_dump(mode="json")}
-        refined = stages.quality_refinement(sets.train, task=task, checker=fit_predict,
-                                            checker_identity=identity, seed=spec.seed,
-                                            overrides=spec.override_dict())
-        kept = set(refined.kept["id"])
-        train_text = train_text[train_text["id"].isin(kept)].reset_index(drop=True)
-        metrics.update(_qr_metrics(refined, sets, tracker, run_id))
+    fit_predict = make_checker(checker or (lambda: loaded), spec, stages, progress=progress)
+    kept, results = stages.refine(sets.train, spec, checker=fit_predict, truth=sets.truth,
+                                  progress=progress)
+    for result in results:
+        metrics.update(result.metrics)
+        for name, artifact in result.artifacts.items():
+            if isinstance(artifact, pd.DataFrame):
+                tracker.log_frame(run_id, artifact, name)
+            else:
+                tracker.log_text(run_id, artifact, name)
+    if results:
+        train_text = train_text[train_text["id"].isin(set(kept["id"]))].reset_index(drop=True)
+    if fit_predict.seconds:
+        metrics["checker_seconds"] = float(sum(fit_predict.seconds))
 
-    eval_text = stages.text_columns(sets.evaluation, task=task, components=components)
-    train_prompts = stages.prompts(train_text, task=task, components=components,
-                                   pool=train_text, same_rows=True)
-    eval_prompts = stages.prompts(eval_text, task=task, components=components, pool=train_text)
+    eval_text = stages.text_columns(sets.evaluation, spec)
+    train_prompts = stages.prompts(train_text, spec, pool=train_text, same_rows=True)
+    eval_prompts = stages.prompts(eval_text, spec, pool=train_text)
     tracker.log_text(run_id, train_prompts[0], "prompts/example_train_prompt.txt")
-    cot = config.components.CoT.version if "CoT" in components else None
-    tracker.log_dict(run_id, prompts.prompt_texts(task, cot_version=cot), "prompts/texts.json")
+    tracker.log_dict(run_id, stages.prompt_texts(spec), "prompts/texts.json")
     labels = train_text["label"].to_numpy(dtype=int)
 
     with fresh_adapter(loaded, lora=config.lora, seed=spec.seed):
@@ -142,9 +102,8 @@ def run_trial(spec: TrialSpec, *, config: SweepConfig, sets: EvalSets, stages: S
         unlabelled = {}
         if config.scoring.predict_unlabelled:
             for split, frame in sets.unlabelled.items():
-                split_text = stages.text_columns(frame, task=task, components=components)
-                split_prompts = stages.prompts(split_text, task=task, components=components,
-                                               pool=train_text)
+                split_text = stages.text_columns(frame, spec)
+                split_prompts = stages.prompts(split_text, spec, pool=train_text)
                 unlabelled[split] = _prediction_frame(split_text, score_yes_no(
                     loaded, prompts=split_prompts, batch_size=config.scoring.batch_size,
                     max_length=config.training.max_length), config.scoring.threshold)
@@ -177,22 +136,4 @@ def _prediction_frame(rows: pd.DataFrame, p_yes: np.ndarray, threshold: float) -
     return frame
 
 
-def _qr_metrics(refined, sets: EvalSets, tracker: Tracker, run_id: str) -> dict[str, float]:
-    from harness.components import qr
-
-    audit = refined.audit
-    tracker.log_frame(run_id, audit, "qr/audit.csv")
-    tracker.log_text(run_id, json.dumps({k: v.model_dump() for k, v in refined.thresholds.items()},
-                                        indent=2), "qr/thresholds.json")
-    metrics = {"qr/removed": float(audit["flagged"].sum()),
-               "qr/removed_fraction": float(audit["flagged"].mean()) if len(audit) else 0.0}
-    if sets.truth is not None:
-        scored = qr.score_audit(audit, truth=sets.truth)
-        tracker.log_frame(run_id, scored, "qr/audit_scores.csv")
-        for _, row in scored.iterrows():
-            for name in ("precision", "recall", "f1"):
-                metrics[f"qr/{name}/{row['language']}"] = float(row[name])
-    return metrics
-
-
-__all__ = ["TrialOutcome", "effective_config", "make_checker", "run_trial", "trial_params"]
+__all__ = ["TrialOutcome", "make_checker", "run_trial"]

@@ -34,7 +34,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys):
     path.write_text("design:\n  switches: [LT, XX]\n")
     assert main(["sweep", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "design.switches.1" in err
+    assert err.count("\n") == 0 and "design.switches: unknown component 'XX'" in err
 
 
 def test_malformed_data_is_one_line_exit_2(tmp_path):
@@ -68,7 +68,7 @@ def test_data_check_summarises(synth_dir, capsys):
 
 def test_tag_reference_strings_byte_for_byte(synth_dir, tmp_path):
     out = tmp_path / "tagged.txt"
-    assert main(["tag", "--task", "QC", "--lt", "--hct", "--hct-split", "reference",
+    assert main(["tag", "--task", "QC", "--lt", "--hct", "--set", "components.HCT.split=reference",
                  "--input", str(synth_dir / "train_QC.txt"), "--output", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     source = [json.loads(line) for line in (synth_dir / "train_QC.txt").read_text().splitlines()]

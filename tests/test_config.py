@@ -23,7 +23,7 @@ def test_defaults_are_valid():
     ({"trainng": {}}, "sweep.yaml: trainng: unknown key"),
     ({"training": {"learning_rate": 0}}, "training.learning_rate: Input should be greater than 0"),
     ({"training": {"epochs": "two"}}, "training.epochs: Input should be a valid number"),
-    ({"design": {"switches": ["QR", "XYZ"]}}, "design.switches.1:"),
+    ({"design": {"switches": ["QR", "XYZ"]}}, "design.switches: unknown component 'XYZ'"),
     ({"design": {"switches": ["LT", "LT"]}}, "design.switches: component listed twice: LT"),
     ({"tasks": ["QI"], "design": {"switches": ["HCT"]}}, "HCT applies to QC only"),
     ({"tasks": ["QC"], "design": {"always_on": ["SIT"]}}, "SIT applies to QI only"),

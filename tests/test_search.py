@@ -23,14 +23,27 @@ def test_threshold_search_runs_prunes_and_resumes(tmp_path):
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 6
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
     searched = [t for t in study.trials if t.state == TrialState.COMPLETE][0]
-    assert set(searched.params) == {f"{lang}.{name}" for lang in ("en", "ja")
-                                    for name in ("hi_cos", "hi_jac", "lo_cos", "lo_jac")}
+    knobs = {f"components.QR.thresholds.{lang}.{name}" for lang in ("en", "ja")
+             for name in ("hi_cos", "hi_jac", "lo_cos", "lo_jac")}
+    assert set(searched.params) == knobs
     runs = child_runs(tmp_path)
-    assert runs["params.override.qr.en.hi_cos"].notna().sum() == 6  # the knobs are in MLflow
-    assert (runs["tags.harness.pruned"] == "true").sum() == states.count(TrialState.PRUNED)
+    search_runs = runs[runs["tags.harness.trial_role"] == "search"]
+    assert len(search_runs) == 6
+    # MLflow shows the values each trial trained with, under the schema's own names
+    for trial in study.trials:
+        run = search_runs[search_runs["tags.harness.trial_key"] == trial.user_attrs["trial_key"]]
+        assert len(run) == 1
+        for knob in knobs:
+            assert float(run[f"params.{knob}"].iloc[0]) == trial.params[knob]
+    assert (search_runs["tags.harness.pruned"] == "true").sum() == states.count(TrialState.PRUNED)
+    # the chosen configuration is rerun once on all training rows, with the best trial's values
+    best = runs[runs["tags.harness.rows"] == "search best"]
+    assert len(best) == 1
+    for knob in knobs:
+        assert float(best[f"params.{knob}"].iloc[0]) == study.best_trial.params[knob]
 
     report = (tmp_path / "reports" / "e2e" / "ablation.md").read_text()
-    assert "## Optuna search (QC)" in report and "qr.en.hi_cos=" in report
+    assert "## Optuna search (QC)" in report and "QR.thresholds.en.hi_cos=" in report
 
     run_sweep(config, progress=False)  # resuming: the budget is already spent
     study = optuna.load_study(study_name="e2e.QC.tiny.search", storage=config.study.storage)

@@ -8,8 +8,14 @@ import pytest
 from harness.cache import StageCache
 from harness.config import parse_config
 from harness.data.loader import load_directory
+from harness.data.prepare import PreparedData
 from harness.data.synth import generate
+from harness.plan import resolve_trial
 from harness.stages import Stages
+
+
+def loaded(root):
+    return PreparedData(root, "dir", {}, load_directory(root, tasks=["QC", "QI"]))
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +24,21 @@ def setup(tmp_path_factory):
     generate(root / "data", seed=0, scale="tiny")
     config = parse_config({"data": {"source": "dir", "dir": str(root / "data")},
                            "components": {"ICL": {"k": 2, "strategy": "similar"}}})
-    data = load_directory(root / "data", tasks=["QC", "QI"])
-    stages = Stages(config=config, cache=StageCache(root / "cache"), qc_train=data["QC"].train.frame)
-    return stages, data
+    data = loaded(root / "data")
+    return Stages(config=config, cache=StageCache(root / "cache"), data=data), data
+
+
+def spec_for(config, task, components):
+    return resolve_trial(config, task=task, components=components, seed=0, model="tiny",
+                         fingerprints={"QC": "qc", "QI": "qi"})
 
 
 def prompts_for(stages, data, task, components):
-    sets = stages.evaluation_sets(data[task])
-    train = stages.text_columns(sets.train, task=task, components=components)
-    rows = stages.text_columns(sets.evaluation, task=task, components=components)
-    return stages.prompts(rows, task=task, components=components, pool=train)
+    spec = spec_for(stages.config, task, components)
+    sets = stages.evaluation_sets(data.tasks[task])
+    train = stages.text_columns(sets.train, spec)
+    rows = stages.text_columns(sets.evaluation, spec)
+    return stages.prompts(rows, spec, pool=train)
 
 
 @pytest.mark.parametrize(("task", "component", "marker"), [
@@ -59,26 +70,26 @@ def test_cot_changes_the_instruction_only(setup):
 
 def test_qr_only_removes_training_rows(setup):
     stages, data = setup
-    sets = stages.evaluation_sets(data["QC"])
+    sets = stages.evaluation_sets(data.tasks["QC"])
     rng = np.random.default_rng(0)
 
     def checker(train_rows, predict_rows):  # a stand-in checker: noisy copy of the labels
         labels = predict_rows["label"].to_numpy(dtype=float)
         return np.clip(np.where(rng.random(len(labels)) < 0.1, 1 - labels, labels), 0.02, 0.98)
 
-    result = stages.quality_refinement(sets.train, task="QC", checker=checker,
-                                       checker_identity={"test": 1}, seed=0)
-    assert 0 < len(result.kept) < len(sets.train)
-    assert set(result.kept["id"]) <= set(sets.train["id"])
-    assert len(result.audit) == len(sets.train)
+    kept, results = stages.refine(sets.train, spec_for(stages.config, "QC", ("QR",)),
+                                  checker=checker)
+    assert 0 < len(kept) < len(sets.train)
+    assert set(kept["id"]) <= set(sets.train["id"])
+    assert len(results[0].artifacts["qr/audit.csv"]) == len(sets.train)
     # the evaluation rows are untouched by construction: QR never sees them
-    assert stages.evaluation_sets(data["QC"]).evaluation.equals(sets.evaluation)
+    assert stages.evaluation_sets(data.tasks["QC"]).evaluation.equals(sets.evaluation)
 
 
 def test_text_stages_run_once_per_input(setup, tmp_path):
     _, data = setup
     config = parse_config({})
-    stages = Stages(config=config, cache=StageCache(tmp_path / "c"), qc_train=data["QC"].train.frame)
+    stages = Stages(config=config, cache=StageCache(tmp_path / "c"), data=data)
     for components in [("LT",), ("HCT",), ("LT", "HCT"), ("LT", "HCT")]:
         prompts_for(stages, data, "QC", components)
     counts = stages.cache.counts()

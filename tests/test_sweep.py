@@ -33,7 +33,7 @@ def test_sweep_logs_one_finished_child_per_trial(finished_sweep):
                    "metrics.f1/unseen", "metrics.f1/en", "metrics.f1/de", "metrics.train_seconds",
                    "metrics.score_seconds", "metrics.train_examples_per_second", "metrics.train_loss",
                    "params.LT", "params.HCT", "params.QR", "params.lora.r", "params.seed",
-                   "params.data_fingerprint", "params.model"]:
+                   "params.inputs.data", "params.model.name"]:
         assert runs[column].notna().all(), column
     # each shared stage ran once per input frame (train and test of each task), not per trial
     assert summary.cache_counts["LT"]["misses"] == 4 and summary.cache_counts["LT"]["hits"] >= 2

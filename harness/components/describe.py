@@ -17,7 +17,6 @@ import pandas as pd
 
 from harness.components.prompts import load_text
 from harness.components.tagging import ATTRIBUTE_KEYS
-from harness.config import DGConfig
 from harness.errors import HarnessError
 
 DG_PROMPT = "dg_prompt_v1"
@@ -254,12 +253,15 @@ class LLMDescriber:
 # ---------------------------------------------------------------------------- running
 
 
-def make_describer(config: DGConfig) -> DescriptionGenerator:
-    """The generator `components.DG` asks for."""
+def make_describer(config: Any, *, device: str = "auto", dtype: str = "auto",
+                   trust_remote_code: bool = False) -> DescriptionGenerator:
+    """The generator `components.DG` asks for (`config` is a DGConfig); the LLM runs on the
+    sweep's `model.device` / `model.dtype`."""
     if config.generator == "offline":
         return OfflineDescriber()
     return LLMDescriber(str(config.model), batch_size=config.batch_size,
-                        max_new_tokens=config.max_new_tokens)
+                        max_new_tokens=config.max_new_tokens, device=device, dtype=dtype,
+                        trust_remote_code=trust_remote_code)
 
 
 def generate_descriptions(titles: Sequence[str] | pd.Series, attributes: pd.DataFrame | None, *,

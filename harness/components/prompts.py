@@ -94,6 +94,20 @@ def prompt_texts(task: str, *, cot_version: str | None) -> dict[str, str]:
     return {name: load_text(name) for name in _text_names(task, cot_version)}
 
 
+def stable_texts_digest(task: str, *, cot_version: str | None) -> str:
+    """A hash of every text a prompt for `task` uses (an edited text file changes it)."""
+    from harness.cache import stable_hash
+
+    return stable_hash(prompt_texts(task, cot_version=cot_version))[:16]
+
+
+def tokenizer_texts() -> list[str]:
+    """The template's own texts and format words, for the built-in tokenizer's corpus."""
+    texts = [text for task in TASKS for text in prompt_texts(task, cot_version=None).values()]
+    # Continues the components' marker lines, hence the leading space.
+    return [*texts, " Query: Category: Product: ### Response: yes no"]
+
+
 def instruction(task: str, *, cot_version: str | None) -> str:
     """The instruction block: task description, optional CoT steps, answer format."""
     names = _text_names(task, cot_version)

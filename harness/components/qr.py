@@ -1,6 +1,6 @@
 """QR (Quality Refinement): drop training rows whose label looks wrong.
 
-Signals (DESIGN.md section 7): TF-IDF cosine and token Jaccard between the normalised query and
+Signals (the DILAB reference rules): TF-IDF cosine and token Jaccard between the normalised query and
 target (category path for QC, item title for QI), per-language thresholds from class quantiles,
 and optionally a checker model's p(yes). QR is only ever applied to TRAINING rows; the caller
 guarantees that evaluation rows never reach `refine`.
@@ -34,21 +34,53 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import normalize
 
-from harness.config import QRConfig, QRThresholds
-from harness.data import TASKS, target_column
+from harness.cache import frame_fingerprint
+from harness.components.base import Component, Context, RowsResult, Strict
+from harness.data import LANGUAGES, TASKS, target_column
 from harness.errors import DataError
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+Language = Literal[LANGUAGES]  # type: ignore[valid-type]
+
+
+class QRThresholds(Strict):
+    hi_cos: Probability
+    hi_jac: Probability
+    lo_cos: Probability
+    lo_jac: Probability
+
+
+class QRConfig(Strict):
+    mode: Literal["default", "reference"] = "default"
+    # Use a checker model's p(yes) as well as the lexical signals.
+    use_model: bool = True
+    # Out-of-fold prediction with this many folds; `in_sample: true` is the reference's
+    # train-and-predict-the-same-rows procedure.
+    folds: Annotated[int, Field(ge=2)] = 3
+    in_sample: bool = False
+    # Checker model; null uses the sweep's model, LoRA and training settings.
+    checker_model: str | None = None
+    # "auto": per-language class quantiles (the reference rule); or fixed thresholds per language.
+    thresholds: Literal["auto"] | dict[Language, QRThresholds] = "auto"
+    quantile_hi: Probability = 0.90
+    quantile_lo: Probability = 0.10
+    min_class_rows: Annotated[int, Field(ge=1)] = 100
+    p_yes_hi: Probability = 0.9
+    p_yes_lo: Probability = 0.1
 
 FitPredict = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 
-# Reference constants (DESIGN.md section 7): fallbacks for classes with too few rows, then clamps.
+# Reference constants: fallbacks for classes with too few rows, then clamps.
 FALLBACK_HI = (0.35, 0.20)  # HI_COS, HI_JAC when fewer than min_class_rows label-0 rows
 FALLBACK_LO = (0.12, 0.05)  # LO_COS, LO_JAC when fewer than min_class_rows label-1 rows
 FLOOR_HI = (0.21, 0.12)  # HI_* = max(HI_*, floor)
@@ -392,3 +424,85 @@ def align_predictions(rows: pd.DataFrame,
     prediction = (indexed["prediction"].loc[ids].to_numpy(dtype=int)
                   if "prediction" in indexed else None)
     return p_yes, prediction
+
+
+# ---------------------------------------------------------------------------- component
+
+# Search ranges of the per-language thresholds: wide enough to include the reference's quantile
+# defaults and clamps.
+THRESHOLD_RANGES = {"hi_cos": (0.1, 0.9), "hi_jac": (0.05, 0.8),
+                    "lo_cos": (0.0, 0.5), "lo_jac": (0.0, 0.4)}
+CHECKER_VERSION = "1"
+
+
+class QualityRefinement(Component):
+    name = "QR"
+    description = "Quality Refinement: drop training rows whose label looks wrong"
+    stage = "rows"
+    order = 10
+    version = "1"
+    settings = QRConfig
+
+    def apply(self, train: pd.DataFrame, settings: QRConfig, context: Context) -> RowsResult:
+        p_yes = None
+        if settings.use_model:
+            if context.checker is None:
+                raise ValueError("QR.use_model needs a checker")
+            fingerprint = frame_fingerprint(
+                train, ["id", "language", "origin_query", target_column(context.task), "label"])
+            p_yes = context.cache.get_or_compute(
+                "QR-checker", version=CHECKER_VERSION,
+                params={"folds": settings.folds, "in_sample": settings.in_sample,
+                        "seed": context.seed,
+                        "checker": context.trial.checker_identity(settings.checker_model)},
+                inputs=[fingerprint],
+                compute=lambda: out_of_fold_p_yes(train, fit_predict=context.checker,
+                                                  folds=settings.folds, seed=context.seed,
+                                                  in_sample=settings.in_sample),
+                kind="array")
+        result = refine(train, task=context.task, config=settings, p_yes=p_yes)
+        audit = result.audit
+        metrics = {"qr/removed": float(audit["flagged"].sum()),
+                   "qr/removed_fraction": float(audit["flagged"].mean()) if len(audit) else 0.0}
+        artifacts: dict[str, Any] = {
+            "qr/audit.csv": audit,
+            "qr/thresholds.json": json.dumps({k: v.model_dump() for k, v in result.thresholds.items()},
+                                             indent=2)}
+        if context.truth is not None:
+            scored = score_audit(audit, truth=context.truth)
+            artifacts["qr/audit_scores.csv"] = scored
+            for _, row in scored.iterrows():
+                for name in ("precision", "recall", "f1"):
+                    metrics[f"qr/{name}/{row['language']}"] = float(row[name])
+        return RowsResult(kept=result.kept, metrics=metrics, artifacts=artifacts)
+
+    def model_fits(self, settings: QRConfig) -> int:
+        if not settings.use_model:
+            return 0
+        return 1 if settings.in_sample else settings.folds
+
+    def search_space(self, languages: list[str]) -> dict[str, tuple[float, float]]:
+        """Per-language thresholds as schema paths -> (low, high), for an Optuna search."""
+        return {f"components.QR.thresholds.{language}.{name}": bounds
+                for language in languages for name, bounds in THRESHOLD_RANGES.items()}
+
+    def report_sections(self, records: list, plan: Any) -> list[tuple[str, str]]:
+        from harness.report import make_table
+
+        sections = []
+        for task in plan.tasks:
+            runs = [r for r in records if r.task == task and self.name in r.components
+                    and any(k.startswith("qr/precision/") for k in r.metrics)]
+            if not runs:
+                continue
+            languages = sorted({k.rsplit("/", 1)[1] for k in runs[0].metrics
+                                if k.startswith("qr/precision/")}, key=lambda x: (x == "all", x))
+            rows = [[language, *(f"{np.mean([r.metrics.get(f'qr/{m}/{language}', np.nan) for r in runs]):.3f}"
+                                 for m in ("precision", "recall", "f1"))] for language in languages]
+            removed = np.mean([r.metrics.get("qr/removed_fraction", np.nan) for r in runs])
+            sections.append((f"QR audit ({task})",
+                             f"QR removed {removed:.1%} of training rows on average. Flagging "
+                             "scored against the injected-noise ground truth (mean over the "
+                             f"{len(runs)} QR trials of this plan):\n\n"
+                             + make_table(["language", "precision", "recall", "F1"], rows)))
+        return sections

@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness.cache import stable_hash
 from harness.config import SweepConfig
-from harness.data import split_file_name, target_column
+from harness.data import TASKS, split_file_name, target_column
 from harness.data.loader import TaskData, format_dropped, load_directory
 from harness.errors import DataError
 
@@ -32,12 +32,15 @@ class PreparedData:
     tasks: dict[str, TaskData] = field(default_factory=dict)
     truth: dict[str, pd.DataFrame] = field(default_factory=dict)
 
-    def qc_train(self) -> pd.DataFrame | None:
-        return self.tasks["QC"].train.frame if "QC" in self.tasks else None
+    def other_train(self, task: str) -> pd.DataFrame | None:
+        """The training rows of `task` when the data directory has them (whatever the sweep's
+        tasks are)."""
+        return self.tasks[task].train.frame if task in self.tasks else None
 
     def corpus(self) -> Iterator[str]:
-        """Text the built-in tokenizer is trained on: queries and targets of every split
-        (capped per split), plus the prompt templates and component tags."""
+        """Text the built-in tokenizer is trained on: queries and targets of every split of every
+        task in the data directory (capped per split), plus the prompt templates and component
+        markers. Not only the sweep's tasks: a trial's tokenizer never depends on them."""
         # Weighted so the template words become whole tokens: shorter prompts, faster trials.
         for _ in range(_SEED_TEXT_WEIGHT):
             yield from tokenizer_seed_texts()
@@ -65,19 +68,12 @@ class PreparedData:
 
 
 def tokenizer_seed_texts() -> list[str]:
-    """Prompt templates and component tags, so the tokenizer knows every marker a trial uses."""
-    from harness.components.prompts import prompt_texts
-    from harness.data import LANGUAGES
+    """Prompt templates and every component's markers, so the tokenizer knows them all."""
+    from harness.components import REGISTRY
+    from harness.components.prompts import tokenizer_texts
 
-    texts = []
-    for task in ("QC", "QI"):
-        for cot in (None, "v1"):
-            texts.extend(prompt_texts(task, cot_version=cot).values())
-    texts.append(" ".join(f"[LANG={language}]" for language in LANGUAGES))
-    texts.append(" ".join(f"[D{i}] x [/D{i}]" for i in range(1, 9)))
-    texts.append("[ATTR] brand: color: size: material: product_type: style: category: "
-                 "[GEN_TAGS] [GEN_DESC] Query: Category: Product: ### Response: yes no")
-    return texts
+    texts = [text for component in REGISTRY for text in component.markers()]
+    return [*texts, *tokenizer_texts()]
 
 
 def synth_directory(config: SweepConfig) -> Path:
@@ -133,13 +129,16 @@ def _read_truth(directory: Path, task: str) -> pd.DataFrame | None:
 def prepare_data(config: SweepConfig, *, load: bool = True) -> PreparedData:
     """Locate (and for the built-in benchmark, generate) the data; load and validate it all.
 
-    With `load=False` (dry runs) nothing is generated or parsed: fingerprints come from the
+    Every task whose training file is in the directory is loaded, not only the sweep's tasks:
+    other tasks' rows feed components (SIT's QC leaf) and the built-in tokenizer. With
+    `load=False` (dry runs) nothing is generated or parsed: fingerprints come from the
     benchmark's settings or from the bytes of the files.
     """
     if config.data.source == "synth":
         directory = synth_directory(config)
+        present = list(TASKS)  # the generator writes both tasks
         fingerprints = {task: stable_hash({**_synth_identity(config), "task": task})
-                        for task in config.tasks}
+                        for task in present}
         if not load:
             return PreparedData(directory, "built-in benchmark", fingerprints)
         directory = ensure_synth(config)
@@ -153,11 +152,13 @@ def prepare_data(config: SweepConfig, *, load: bool = True) -> PreparedData:
         if missing:
             raise DataError(f"{directory}: no {', '.join(missing)} (expected the competition "
                             "files train_QC.txt, dev_QC.txt, test_QC.txt, train_QI.txt, ...)")
-        fingerprints = {task: _file_fingerprint(directory, task) for task in config.tasks}
+        present = [t for t in TASKS if t in config.tasks
+                   or (directory / split_file_name("train", t)).exists()]
+        fingerprints = {task: _file_fingerprint(directory, task) for task in present}
         if not load:
             return PreparedData(directory, "directory", fingerprints)
         source = "directory"
-    tasks = load_directory(directory, tasks=config.tasks, strict=config.data.strict)
-    truth = {task: frame for task in config.tasks
+    tasks = load_directory(directory, tasks=tuple(present), strict=config.data.strict)
+    truth = {task: frame for task in present
              if (frame := _read_truth(directory, task)) is not None}
     return PreparedData(directory, source, fingerprints, tasks, truth)

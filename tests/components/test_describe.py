@@ -13,8 +13,8 @@ from harness.components.describe import (
     make_describer,
     parse_generation,
 )
+from harness.components.dg import DGConfig
 from harness.components.tagging import extract_attributes, load_attribute_vocab
-from harness.config import DGConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHAPE = re.compile(r"^\[GEN_TAGS\] [^\[\]\n]+ \[GEN_DESC\] [^\n]+$")

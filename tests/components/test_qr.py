@@ -15,6 +15,8 @@ from sklearn.metrics.pairwise import cosine_similarity
 from threadpoolctl import threadpool_limits
 
 from harness.components.qr import (
+    QRConfig,
+    QRThresholds,
     align_predictions,
     flag_rows,
     lexical_signals,
@@ -26,7 +28,6 @@ from harness.components.qr import (
     refine,
     score_audit,
 )
-from harness.config import QRConfig, QRThresholds
 from harness.errors import DataError
 
 # ----------------------------------------------------------------------------- normalisation

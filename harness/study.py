@@ -1,0 +1,151 @@
+"""The Optuna study that queues a sweep's trials, through Optuna's public API only.
+
+Design configurations are enqueued up front (`enqueue_trial` with the trial key as a user
+attribute); any number of workers pull them with `study.optimize`, and a rerun skips finished
+trials and re-queues interrupted ones. The main study never prunes: pruning belongs to search
+studies, which compare trials of one configuration only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from harness.config import SweepConfig
+from harness.errors import HarnessError
+from harness.tracking import mask_url
+
+KEY_ATTR = "trial_key"
+ERROR_ATTR = "harness.error"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class StorageError(HarnessError):
+    """The study storage URL cannot be opened."""
+
+
+def storage_url(config: SweepConfig, override: str | None) -> str:
+    """The storage URL the sweep uses (nothing is created here)."""
+    if override:
+        return override
+    if config.study.storage:
+        return config.study.storage
+    return f"sqlite:///{(config.cache_dir.parent / 'studies.db').resolve()}"
+
+
+def _storage(config: SweepConfig, url: str) -> RDBStorage:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return RDBStorage(
+            url, heartbeat_interval=config.study.heartbeat_interval,
+            grace_period=config.study.grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                max_retry=config.study.max_retry))
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many kinds; one line for all
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageError(f"--storage / study.storage {mask_url(url)!r}: cannot open the study "
+                           f"storage ({first}); expected a SQLAlchemy URL such as "
+                           "sqlite:///path/studies.db or postgresql://user:pass@host/db") from None
+
+
+def open_study(config: SweepConfig, *, url: str, name: str,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """Open (or create) a study; the main study gets no pruner."""
+    return optuna.create_study(study_name=name, storage=_storage(config, url), load_if_exists=True,
+                               direction="maximize",
+                               sampler=sampler or optuna.samplers.RandomSampler(seed=0),
+                               pruner=pruner or optuna.pruners.NopPruner())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_worker(trial: optuna.Trial) -> None:
+    """Record which process runs `trial`, for orphan recovery."""
+    trial.set_user_attr("harness.host", socket.gethostname())
+    trial.set_user_attr("harness.pid", os.getpid())
+
+
+def recover_orphans(study: optuna.Study, *, requeue: bool = True) -> int:
+    """Fail RUNNING trials whose process on this host is gone (kill -9, reboot) and, for a queue
+    study, enqueue their configuration again. Other hosts' trials are left to the heartbeat."""
+    host = socket.gethostname()
+    recovered = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("harness.host") != host or _pid_alive(int(attrs.get("harness.pid", -1))):
+            continue
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        if requeue and KEY_ATTR in attrs:
+            study.enqueue_trial({}, user_attrs={KEY_ATTR: attrs[KEY_ATTR]})
+        recovered += 1
+    return recovered
+
+
+def _interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """A FAIL without an error message was interrupted (Ctrl-C, a dead process), not broken."""
+    return trial.state == TrialState.FAIL and ERROR_ATTR not in trial.user_attrs
+
+
+def enqueue_plan(study: optuna.Study, keys: Iterable[str], *, retry_failed: bool) -> Counter[str]:
+    """Put every trial not yet done or queued in front of the workers; returns counts by outcome."""
+    states: dict[str, set[TrialState]] = {}
+    interrupted: set[str] = set()
+    for trial in study.get_trials(deepcopy=False):
+        key = trial.user_attrs.get(KEY_ATTR)
+        if key:
+            states.setdefault(key, set()).add(trial.state)
+            if _interrupted(trial):
+                interrupted.add(key)
+    counts: Counter[str] = Counter()
+    for key in keys:
+        seen = states.get(key, set())
+        if seen & {TrialState.COMPLETE, TrialState.PRUNED}:
+            counts["finished"] += 1
+        elif seen & {TrialState.WAITING, TrialState.RUNNING}:
+            counts["queued"] += 1
+        elif TrialState.FAIL in seen and not retry_failed and key not in interrupted:
+            counts["failed"] += 1
+        else:
+            study.enqueue_trial({}, user_attrs={KEY_ATTR: key})
+            counts["enqueued"] += 1
+    return counts
+
+
+def stop_when_queue_empty(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.stop()
+
+
+def failures(study: optuna.Study, keys: Iterable[str]) -> dict[str, str]:
+    """Key -> error of each trial whose latest attempt failed with an error."""
+    wanted = set(keys)
+    latest: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in study.get_trials(deepcopy=False):
+        key = trial.user_attrs.get(KEY_ATTR)
+        if key in wanted:
+            latest[key] = trial
+    return {k: t.user_attrs.get(ERROR_ATTR, "failed") for k, t in latest.items()
+            if t.state == TrialState.FAIL}
+
+
+__all__ = ["KEY_ATTR", "StorageError", "enqueue_plan", "failures", "mark_worker", "open_study",
+           "recover_orphans", "stop_when_queue_empty", "storage_url"]
