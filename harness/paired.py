@@ -1,0 +1,357 @@
+"""Paired comparisons of two pipeline variants scored on the same evaluation rows.
+
+F1 is the F1 of the positive class, 2·TP / (2·TP + FP + FN). Where it is undefined (no positive
+labels and no positive predictions) it is 0.0, as scikit-learn's ``zero_division=0`` gives;
+the bootstrap applies the same rule to every resample.
+
+Bootstraps never materialise resampled indices. Each resampling unit (a row, or a group of rows
+for the cluster bootstrap) is reduced to its vector of TP/FP/FN counts for every system;
+identical vectors are merged, and a resample is a multinomial draw of how many times each
+distinct vector is picked. That has exactly the distribution of drawing units with replacement,
+and since all systems' counts sit in the same vector, every system sees the same resample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from harness.stats import percentile_interval, seed_interval
+
+Groups = Sequence[object] | np.ndarray | pd.Series | Literal["group", "language"] | None
+Verdict = Literal["helps", "hurts", "no detectable difference"]
+
+_CHUNK_CELLS = 2_000_000  # resamples x distinct units held in memory at once
+
+
+@dataclass(frozen=True, eq=False)
+class Aligned:
+    """Two systems' predictions on the same rows, in the row order of table ``a``."""
+
+    ids: np.ndarray  # str ids
+    labels: np.ndarray  # 0/1
+    pred_a: np.ndarray  # 0/1
+    pred_b: np.ndarray  # 0/1
+    language: np.ndarray | None = None
+    group: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """F1(b) − F1(a) with a ``confidence`` percentile interval [low, high] and a two-sided p."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+    n_groups: int | None  # None for the row bootstrap
+    method: str
+    f1_a: float
+    f1_b: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """McNemar test on the discordant rows; b01: a wrong and b right, b10: a right and b wrong."""
+
+    statistic: float
+    p_value: float
+    mid_p: float
+    b01: int
+    b10: int
+    n: int
+    exact: bool
+    method: str
+
+
+@dataclass(frozen=True)
+class PooledResult:
+    """Mean over seeds of F1(b) − F1(a), with row-bootstrap and (>= 3 seeds) seed t intervals."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    t_low: float | None
+    t_high: float | None
+    per_seed: tuple[float, ...]
+    permutation_p: float | None
+    n: int
+    n_groups: int | None
+    n_seeds: int
+    method: str
+    confidence: float
+
+
+def align(a: pd.DataFrame, b: pd.DataFrame, *, key: str = "id") -> Aligned:
+    """Join two per-row prediction tables on ``key`` and return them as an :class:`Aligned`.
+
+    Each table has ``key``, ``label`` and ``pred`` (or the harness's ``prediction``), all 0/1,
+    and optionally ``language`` and ``group`` (taken from ``a``, else ``b``; they must agree
+    where both have them). Ids are compared as strings. Raises ValueError (one line) on
+    missing columns, no rows, duplicate or differing ids, non-0/1 values, or labels that disagree.
+    """
+    tables = {"a": _checked(a, "a", key), "b": _checked(b, "b", key)}
+    if tables["a"].empty and tables["b"].empty:
+        raise ValueError("no rows to compare: both tables are empty")
+    only_a = tables["a"].index.difference(tables["b"].index)
+    only_b = tables["b"].index.difference(tables["a"].index)
+    if len(only_a) or len(only_b):
+        examples = ", ".join(f"{len(ids)} only in {side}" + (f" (e.g. {ids[0]!r})" if len(ids) else "")
+                             for side, ids in (("a", only_a), ("b", only_b)))
+        raise ValueError(f"ids differ: {examples}")
+    ta, tb = tables["a"], tables["b"].loc[tables["a"].index]
+    extra = {}
+    for column in ("label", "language", "group"):
+        if column in ta and column in tb:
+            differ = (ta[column].ne(tb[column]) & ~(ta[column].isna() & tb[column].isna())).to_numpy()
+            if differ.any():
+                first = ta.index[int(np.argmax(differ))]
+                raise ValueError(f"{column}s disagree on {int(differ.sum())} rows (e.g. id {first!r})")
+        source = ta if column in ta else tb if column in tb else None
+        extra[column] = None if source is None else source[column].to_numpy()
+    return Aligned(ids=ta.index.to_numpy(dtype=object), labels=extra["label"].astype(np.int8),
+                   pred_a=ta["pred"].to_numpy(dtype=np.int8), pred_b=tb["pred"].to_numpy(dtype=np.int8),
+                   language=extra["language"], group=extra["group"])
+
+
+def paired_f1_difference(aligned: Aligned, *, n_resamples: int = 2000, seed: int = 0,
+                         groups: Groups = None, confidence: float = 0.95) -> PairedResult:
+    """F1(b) − F1(a) with a paired percentile-bootstrap interval and a two-sided bootstrap p.
+
+    ``groups``: None resamples rows; an array of one label per row, or "group" / "language"
+    (the aligned column), resamples whole groups instead (cluster bootstrap), which is what
+    rows sharing a query need. p is twice the smaller share of resampled differences on either
+    side of zero (ties count on both sides; capped at 1), so p < 1 − confidence goes with an
+    interval that excludes 0. Identical systems give 0, [0, 0] and p = 1.
+    """
+    _check_options(n_resamples, confidence)
+    columns = _count_columns(aligned.labels, np.stack([aligned.pred_a, aligned.pred_b]))
+    codes, n_groups = _group_codes(aligned, groups)
+    f1 = _f1(columns.sum(axis=0))
+    boot = _bootstrap_f1(columns, codes, n_resamples, seed)
+    differences = boot[:, 1] - boot[:, 0]
+    low, high = percentile_interval(differences, level=confidence)
+    return PairedResult(difference=float(f1[1] - f1[0]), low=low, high=high,
+                        p_value=_two_sided_p(differences), n=aligned.n, n_groups=n_groups,
+                        method=_method(n_groups), f1_a=float(f1[0]), f1_b=float(f1[1]),
+                        confidence=confidence)
+
+
+def mcnemar_test(aligned: Aligned) -> McNemarResult:
+    """McNemar test of whether a and b are right on the same rows as often.
+
+    Exact binomial test when there are fewer than 25 discordant rows, else chi-square with
+    continuity correction (statsmodels). ``mid_p`` is always the exact-binomial two-sided mid-p,
+    less conservative than the exact p. No discordant rows give p = mid_p = 1.
+    """
+    right_a = aligned.pred_a == aligned.labels
+    right_b = aligned.pred_b == aligned.labels
+    b01 = int(np.sum(~right_a & right_b))
+    b10 = int(np.sum(right_a & ~right_b))
+    discordant = b01 + b10
+    exact = discordant < 25
+    if discordant == 0:
+        statistic, p_value = 0.0, 1.0
+    else:
+        table = [[int(np.sum(right_a & right_b)), b10], [b01, int(np.sum(~right_a & ~right_b))]]
+        bunch = mcnemar(table, exact=exact, correction=True)
+        statistic, p_value = float(bunch.statistic), float(bunch.pvalue)
+    return McNemarResult(statistic=statistic, p_value=min(p_value, 1.0),
+                         mid_p=_mid_p(min(b01, b10), discordant), b01=b01, b10=b10, n=aligned.n,
+                         exact=exact, method="exact binomial" if exact else "chi2 with continuity correction")
+
+
+def pooled_over_seeds(pairs: Sequence[Aligned], *, n_resamples: int = 2000, seed: int = 0,
+                      groups: Groups = None, confidence: float = 0.95) -> PooledResult:
+    """Mean over seeds of F1(b) − F1(a), for several seeds of one comparison on the same rows.
+
+    [low, high] and p_value come from a bootstrap over rows (or groups, as in
+    :func:`paired_f1_difference`) that uses the same resample for every seed and takes the mean
+    of the per-seed differences in each resample: row-sampling uncertainty of the seed-averaged
+    difference. With >= 3 seeds, [t_low, t_high] is a Student-t interval over the per-seed
+    differences (seed-to-seed spread); otherwise None. With >= 5 seeds, permutation_p is an
+    exact sign-flip test of mean difference 0 across seeds (all 2^k flips; random 20000 beyond
+    16 seeds); its smallest possible value is 2 / 2^k, e.g. 0.0625 for 5 seeds. Pairs may list
+    rows in different orders; ids and labels must match.
+    """
+    if not pairs:
+        raise ValueError("pooled_over_seeds needs at least one pair")
+    _check_options(n_resamples, confidence)
+    first = pairs[0]
+    index = pd.Index(first.ids)
+    preds = []
+    for number, pair in enumerate(pairs):
+        order = index.get_indexer(pair.ids)
+        if pair.n != first.n or (order < 0).any():
+            raise ValueError(f"pair {number} is not on the same ids as pair 0")
+        position = np.empty(first.n, dtype=np.intp)
+        position[order] = np.arange(first.n)
+        if not np.array_equal(pair.labels[position], first.labels):
+            raise ValueError(f"pair {number} labels disagree with pair 0")
+        preds += [pair.pred_a[position], pair.pred_b[position]]
+    columns = _count_columns(first.labels, np.stack(preds))
+    codes, n_groups = _group_codes(first, groups)
+    f1 = _f1(columns.sum(axis=0))
+    per_seed = f1[1::2] - f1[0::2]
+    boot = _bootstrap_f1(columns, codes, n_resamples, seed)
+    means = (boot[:, 1::2] - boot[:, 0::2]).mean(axis=1)
+    low, high = percentile_interval(means, level=confidence)
+    t_low, t_high = seed_interval(per_seed, level=confidence) if len(pairs) >= 3 else (None, None)
+    return PooledResult(difference=float(per_seed.mean()), low=low, high=high,
+                        p_value=_two_sided_p(means), t_low=t_low, t_high=t_high,
+                        per_seed=tuple(float(d) for d in per_seed),
+                        permutation_p=_sign_flip_p(per_seed, seed) if len(pairs) >= 5 else None,
+                        n=first.n, n_groups=n_groups, n_seeds=len(pairs), method=_method(n_groups),
+                        confidence=confidence)
+
+
+def holm(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm-adjusted p-values (statsmodels ``multipletests``, method="holm"), same keys and order."""
+    if not p_values:
+        return {}
+    values = np.asarray(list(p_values.values()), dtype=float)
+    if np.isnan(values).any() or (values < 0).any() or (values > 1).any():
+        raise ValueError("p-values must lie in [0, 1]")
+    adjusted = multipletests(values, method="holm")[1]
+    return {name: float(p) for name, p in zip(p_values, adjusted, strict=True)}
+
+
+def verdict(result: PairedResult | PooledResult, *, alpha: float = 0.05,
+            p_adjusted: float | None = None) -> Verdict:
+    """"helps" / "hurts" when the interval excludes 0 on that side, else "no detectable difference".
+
+    The interval is the result's own (at its ``confidence``); for a PooledResult the seed
+    t interval, when there is one, must exclude 0 on the same side too. When ``p_adjusted``
+    (e.g. from :func:`holm`) is given it must also be below ``alpha``. The point estimate alone
+    never decides.
+    """
+    intervals = [(result.low, result.high)]
+    if isinstance(result, PooledResult) and result.t_low is not None and result.t_high is not None:
+        intervals.append((result.t_low, result.t_high))
+    if p_adjusted is not None and not p_adjusted < alpha:
+        return "no detectable difference"
+    if all(low > 0 for low, _ in intervals):
+        return "helps"
+    if all(high < 0 for _, high in intervals):
+        return "hurts"
+    return "no detectable difference"
+
+
+def _checked(frame: pd.DataFrame, side: str, key: str) -> pd.DataFrame:
+    pred = "pred" if "pred" in frame else "prediction"
+    missing = [c for c in (key, "label", pred) if c not in frame]
+    if missing:
+        raise ValueError(f"table {side} lacks column(s) {', '.join(missing)} (pred may be 'prediction')")
+    keep = [c for c in ("language", "group") if c in frame]
+    table = frame[[key, "label", pred, *keep]].rename(columns={pred: "pred"})
+    table.index = pd.Index(frame[key].astype(str).to_numpy(), name=key)
+    if table.index.has_duplicates:
+        raise ValueError(f"table {side} has duplicate ids (e.g. {table.index[table.index.duplicated()][0]!r})")
+    for column in ("label", "pred"):
+        values = table[column]
+        bad = values.isna() | ~values.isin([0, 1])
+        if bad.any():
+            raise ValueError(f"table {side}: {column} must be 0/1 with no missing values "
+                             f"({int(bad.sum())} rows are not, e.g. id {table.index[bad.to_numpy()][0]!r})")
+        table[column] = values.astype(np.int8)
+    return table.drop(columns=key)
+
+
+def _check_options(n_resamples: int, confidence: float) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+
+
+def _count_columns(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """(rows, 3·systems) int array: TP, FP, FN indicators of each system in turn."""
+    positive = labels.astype(bool)
+    predicted = preds.astype(bool)  # (systems, rows)
+    stacked = np.stack([predicted & positive, predicted & ~positive, ~predicted & positive], axis=1)
+    return stacked.reshape(3 * len(predicted), len(labels)).T.astype(np.int64)
+
+
+def _f1(counts: np.ndarray) -> np.ndarray:
+    """F1 of every system from (..., 3·systems) TP/FP/FN counts; 0 where undefined."""
+    counts = counts.reshape(*counts.shape[:-1], -1, 3)
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+
+
+def _group_codes(aligned: Aligned, groups: Groups) -> tuple[np.ndarray | None, int | None]:
+    if groups is None:
+        return None, None
+    if isinstance(groups, str):
+        if groups not in ("group", "language") or getattr(aligned, groups) is None:
+            raise ValueError(f"groups={groups!r}: the aligned rows have no such column")
+        groups = getattr(aligned, groups)
+    values = np.asarray(groups)
+    if len(values) != aligned.n:
+        raise ValueError(f"groups has {len(values)} entries for {aligned.n} rows")
+    _, codes = np.unique(values.astype(str), return_inverse=True)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    if n_groups < 2:
+        raise ValueError(f"the cluster bootstrap needs at least 2 groups, got {n_groups}")
+    return codes, n_groups
+
+
+def _bootstrap_f1(columns: np.ndarray, codes: np.ndarray | None, n_resamples: int,
+                  seed: int) -> np.ndarray:
+    """(n_resamples, systems) F1 of resamples of rows (codes None) or of groups of rows."""
+    if codes is not None:
+        units = np.zeros((int(codes.max()) + 1, columns.shape[1]), dtype=np.int64)
+        np.add.at(units, codes, columns)
+    else:
+        units = columns
+    if len(units) == 0:
+        return np.zeros((n_resamples, columns.shape[1] // 3))
+    distinct, multiplicity = np.unique(units, axis=0, return_counts=True)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // len(distinct))
+    out = []
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        weights = rng.multinomial(len(units), multiplicity / len(units), size=size)
+        out.append(_f1(weights @ distinct))
+    return np.concatenate(out)
+
+
+def _two_sided_p(samples: np.ndarray) -> float:
+    return float(min(1.0, 2 * min(np.mean(samples <= 0), np.mean(samples >= 0))))
+
+
+def _mid_p(smaller: int, discordant: int) -> float:
+    if discordant == 0:
+        return 1.0
+    return float(min(1.0, 2 * (binom.cdf(smaller, discordant, 0.5) - 0.5 * binom.pmf(smaller, discordant, 0.5))))
+
+
+def _sign_flip_p(differences: np.ndarray, seed: int) -> float:
+    k = len(differences)
+    if k <= 16:
+        signs = 1 - 2 * ((np.arange(2**k)[:, None] >> np.arange(k)) & 1)
+    else:
+        signs = np.random.default_rng(seed).choice([-1, 1], size=(20_000, k))
+    observed = abs(differences.mean())
+    flipped = np.abs(signs @ differences) / k
+    return float(np.mean(flipped >= observed - 1e-12))
+
+
+def _method(n_groups: int | None) -> str:
+    return "paired row bootstrap" if n_groups is None else "paired cluster bootstrap"
