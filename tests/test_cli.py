@@ -150,6 +150,8 @@ def test_dry_run_of_a_fractional_design_shows_aliases(tmp_path):
     result = run_cli("sweep", str(config), "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "16 configurations" in result.stdout and "Resolution IV" in result.stdout
+    # a dry run writes nothing: no MLflow store, no study, no cache, no data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frac.yaml"]
 
 
 def test_data_check_only_checks_the_tasks_present(synth_dir, tmp_path, capsys):
@@ -159,3 +161,55 @@ def test_data_check_only_checks_the_tasks_present(synth_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "QC" in out and "train_QI" not in out
     assert main(["data", "check", str(tmp_path / "nothing")]) == 2
+
+
+TINY_SWEEP = """
+name: cli-e2e
+data: {{source: synth, synth: {{scale: tiny, seed: 0}}}}
+tasks: [QC]
+model: {{name: tiny, tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1,
+        intermediate_size: 64, vocab_size: 600}}}}
+training: {{epochs: 1, learning_rate: 3.0e-3, batch_size: 16, max_length: 256}}
+design: {{kind: grid, switches: [LT]}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+study: {{storage: "sqlite:///{root}/study.db"}}
+cache_dir: {root}/cache
+reports_dir: {root}/reports
+"""
+
+
+def test_a_bad_storage_url_is_one_line_and_leaves_nothing_running(tmp_path, capsys):
+    config = tmp_path / "s.yaml"
+    config.write_text(TINY_SWEEP.format(root=tmp_path), encoding="utf-8")
+    assert main(["sweep", str(config), "--storage", "notaurl", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "notaurl" in err
+    if (tmp_path / "mlflow.db").exists():
+        import mlflow
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        runs = mlflow.search_runs(search_all_experiments=True)
+        assert runs.empty or not (runs["status"] == "RUNNING").any()
+
+
+def test_report_with_the_sweeps_data_reproduces_the_sweeps_report(synth_dir, tmp_path, capsys):
+    config = tmp_path / "s.yaml"
+    config.write_text(TINY_SWEEP.format(root=tmp_path), encoding="utf-8")
+    data = tmp_path / "competition"
+    data.mkdir()
+    for name in ("train_QC.txt", "dev_QC.txt", "test_QC.txt"):
+        (data / name).write_bytes((synth_dir / name).read_bytes())
+    assert main(["sweep", str(config), "--data", str(data), "--no-progress"]) == 0
+    path = tmp_path / "reports" / "cli-e2e" / "ablation.md"
+    swept = path.read_text(encoding="utf-8")
+    path.unlink()
+    capsys.readouterr()
+    # without --data the YAML's own data is another plan: an error that says what to pass
+    assert main(["report", str(config)]) == 2
+    assert f"--data {data}" in capsys.readouterr().err
+    assert main(["report", str(config), "--data", str(data)]) == 0
+    rebuilt = path.read_text(encoding="utf-8")
+
+    def body(text: str) -> str:
+        return text.rsplit("generated", 1)[0]  # the footer's time stamp differs
+
+    assert body(rebuilt) == body(swept) and "| LT " in swept and "–" not in body(swept)
