@@ -1,6 +1,6 @@
 """Yes/no scoring versus the reference inference procedure, side by side in one run.
 
-Reference (DESIGN.md section 4): generate up to 5 tokens with sampling (temperature 0.15) in
+Reference (docs/architecture.md, "Reference setup"): generate up to 5 tokens with sampling (temperature 0.15) in
 batches of 2, then re-score "yes"/"no" with an extra forward pass per row. Harness: one batched
 forward pass comparing the next-token logits of "yes" and "no" (deterministic).
 

@@ -294,9 +294,11 @@ class SweepConfig(Strict):
                         f"{where}: {name} applies to {'/'.join(tasks)} only, "
                         f"and tasks are {self.tasks}")
         design = self.design
+        searchable = [c.name for c in REGISTRY if c.search_space(["en"])]
         if (design.kind == "optuna" and design.optuna.search_qr_thresholds
-                and "QR" not in design.switches + design.always_on):
-            raise ValueError("design.optuna.search_qr_thresholds needs QR in design.always_on")
+                and not set(searchable) & set(design.always_on)):
+            raise ValueError("design.optuna.search_qr_thresholds needs "
+                             f"{' or '.join(searchable)} in design.always_on")
         if design.kind == "optuna" and not design.optuna.search_qr_thresholds and not design.optuna.params:
             raise ValueError("design.optuna: nothing to search (no QR thresholds, no params)")
         for path in design.optuna.params:

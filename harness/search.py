@@ -25,8 +25,6 @@ from harness.study import ERROR_ATTR, FINISHED_STATES, KEY_ATTR, mark_worker, op
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
             "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}
-# The knobs `design.optuna.search_qr_thresholds` searches belong to this component.
-THRESHOLD_COMPONENT = "QR"
 
 
 @dataclass
@@ -43,14 +41,17 @@ def search_languages(config: SweepConfig, task: str) -> list[str]:
     return list(config.design.optuna.qr_languages or TRAIN_LANGUAGES[task])
 
 
-def search_space(config: SweepConfig, task: str) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Schema path -> Optuna distribution of every knob the search sets for `task`."""
+def search_space(config: SweepConfig, task: str,
+                 components: tuple[str, ...]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Schema path -> Optuna distribution of every knob the search sets for `task`: the
+    per-language thresholds the trial's components declare, then `design.optuna.params`."""
     search = config.design.optuna
     space: dict[str, optuna.distributions.BaseDistribution] = {}
     if search.search_qr_thresholds:
-        component = REGISTRY[THRESHOLD_COMPONENT]
-        for path, (low, high) in component.search_space(search_languages(config, task)).items():
-            space[path] = optuna.distributions.FloatDistribution(low, high)
+        for name in components:
+            for path, (low, high) in REGISTRY[name].search_space(
+                    search_languages(config, task)).items():
+                space[path] = optuna.distributions.FloatDistribution(low, high)
     for path, param in search.params.items():
         space[path] = param.distribution()
     return space
@@ -96,7 +97,7 @@ def run_search(config: SweepConfig, plan: Plan, *, worker: Any, url: str,
         task, model = base.task, base.model
         outcome = SearchOutcome(task, model)
         study = open_search_study(config, url=url, task=task, model=model)
-        space = search_space(config, task)
+        space = search_space(config, task, base.components)
         done = _finished(study)
         if done >= search.n_trials:
             log(f"Search {task} ({model}): {done} of {search.n_trials} trials already done")

@@ -115,6 +115,11 @@ class Component:
         """Strings the built-in tokenizer should learn as whole tokens."""
         return []
 
+    def search_space(self, languages: list[str]) -> dict[str, tuple[float, float]]:
+        """Per-language knobs an Optuna design searches (`design.optuna.search_qr_thresholds`),
+        as schema paths -> (low, high); none by default."""
+        return {}
+
     def model_fits(self, settings: BaseModel) -> int:
         """Extra model fine-tunes this component runs per trial (for the dry run's estimate)."""
         return 0

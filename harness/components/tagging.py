@@ -1,7 +1,7 @@
 """Text tagging components: Language Tagging (LT), Hierarchical Category Tagging (HCT) and
 Semantic Item Tagging (SIT).
 
-LT and HCT follow DESIGN.md section 7 exactly (HCT's `reference` split) with a better default
+LT and HCT follow the DILAB reference rules exactly (docs/architecture.md, "Reference semantics") (HCT's `reference` split) with a better default
 split for category level names that contain ", ". SIT looks up brand, colour, size, material,
 product type and style in a YAML vocabulary (`vocab/attributes.yaml`, schema in its header) with
 one compiled regular expression per attribute, and adds the leaf category of the query from the

@@ -6,7 +6,7 @@ TASKS = ("QC", "QI")
 SPLITS = ("train", "dev", "test")
 LANGUAGES = ("en", "es", "fr", "ja", "ko", "pt", "th", "de", "it", "pl", "ar", "id", "vn")
 
-# Which languages appear in which split of the real competition (DESIGN.md section 2).
+# Which languages appear in which split of the real competition (docs/architecture.md, "Data format").
 TRAIN_LANGUAGES = {
     "QC": ("en", "es", "fr", "ja", "ko", "pt"),
     "QI": ("en", "es", "fr", "ja", "ko", "pt", "th"),

@@ -1,6 +1,6 @@
-"""Reading and writing the competition's JSON Lines files (DESIGN.md section 2).
+"""Reading and writing the competition's JSON Lines files (docs/architecture.md, "Data format").
 
-`read_split` turns one file into the frame of the data contract (CONTRACTS.md): id as str,
+`read_split` turns one file into the frame of the data contract: id as str,
 task, language, origin_query, category_path (QC) or item_title (QI), label as nullable "Int8",
 then any extra fields. Every problem is a `DataError` naming file, line and field; rows with a
 null or blank query or target are dropped and counted per reason, never silently.

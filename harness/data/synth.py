@@ -1,4 +1,6 @@
-"""The built-in benchmark: synthetic data in exactly the competition's format (DESIGN.md s. 2).
+"""The built-in benchmark: synthetic data in exactly the competition's format.
+
+The format is described in docs/architecture.md, "Data format".
 
 `generate` writes `train_/dev_/test_` files for QC and QI (JSON Lines in `.txt` files, ids 1..N,
 labels "1"/"0" on every split), the label-noise ground truth of the train files (`truth_QC.txt`,
