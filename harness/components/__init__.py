@@ -6,11 +6,12 @@ trial keys, MLflow params, the tokenizer's markers, the `tag` command and the re
 component list from here. See docs/architecture.md, "How to add a component".
 """
 
-from harness.components import cot, dg, hct, icl, lt, qr, sit
+from harness.components import cot, dg, hct, icl, lt, qr, sit, tr
 from harness.components.base import Component, Context, PromptParts, Registry, RowsResult
 
 REGISTRY = Registry([
     qr.QualityRefinement(),
+    tr.Translation(),
     lt.LanguageTagging(),
     hct.HierarchicalCategoryTagging(),
     sit.SemanticItemTagging(),
