@@ -68,11 +68,13 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from harness.data import split_file_name
+    from harness.data import SPLITS, split_file_name
     from harness.data.check import check_directory
 
     directory = Path(args.dir)
-    tasks = args.tasks or [t for t in TASK_CHOICES if (directory / split_file_name("train", t)).exists()]
+    # Default: every task with any of its files in DIR, so that dev/test without train is an error.
+    tasks = args.tasks or [t for t in TASK_CHOICES
+                           if any((directory / split_file_name(s, t)).exists() for s in SPLITS)]
     if not directory.is_dir():
         raise HarnessError(f"{directory}: no such directory")
     if not tasks:

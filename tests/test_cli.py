@@ -60,6 +60,59 @@ def test_sweep_validates_data_before_any_trial(tmp_path):
     assert not (tmp_path / "reports").exists()
 
 
+def copy_with_labels(synth_dir: Path, out: Path, name: str, label: str | None) -> int:
+    """Copy a file of the built-in benchmark, every row's label set to `label` (None: the file as
+    it is); returns the number of rows."""
+    lines = (synth_dir / name).read_text(encoding="utf-8").splitlines()
+    rows = [{**json.loads(line), "label": label} if label is not None else json.loads(line)
+            for line in lines]
+    (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                            encoding="utf-8")
+    return len(rows)
+
+
+def test_data_check_refuses_a_one_class_train_file(synth_dir, tmp_path):
+    rows = copy_with_labels(synth_dir, tmp_path, "train_QC.txt", "1")
+    copy_with_labels(synth_dir, tmp_path, "dev_QC.txt", None)
+    result = run_cli("data", "check", str(tmp_path))
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: {tmp_path / 'train_QC.txt'}: every labelled row has "
+                                     f"label 1 ({rows} rows): a classifier cannot be trained on one class")
+
+
+def test_data_check_refuses_dev_and_test_without_train(synth_dir, tmp_path, capsys):
+    for name in ("train_QC.txt", "dev_QI.txt", "test_QI.txt"):
+        copy_with_labels(synth_dir, tmp_path, name, None)
+    assert main(["data", "check", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"error: {tmp_path}: QI: dev_QI.txt/test_QI.txt present but train_QI.txt is missing\n")
+    assert main(["data", "check", str(tmp_path), "--tasks", "QC"]) == 0  # QC alone is fine
+
+
+@pytest.mark.parametrize(("tasks", "files", "message"), [
+    ("[QC]", {"train_QC.txt": "0", "dev_QC.txt": None},
+     "train_QC.txt: every labelled row has label 0 ({rows} rows): a classifier cannot be trained "
+     "on one class"),
+    ("[QC, QI]", {"train_QC.txt": None, "dev_QI.txt": None, "test_QI.txt": None},
+     "QI: dev_QI.txt/test_QI.txt present but train_QI.txt is missing"),
+    ("[QC, QI]", {"train_QC.txt": None}, "no train_QI.txt"),
+], ids=["one-class-train", "dev-test-without-train", "no-train"])
+def test_sweep_refuses_untrainable_data_before_any_trial(synth_dir, tmp_path, tasks, files, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = {name: copy_with_labels(synth_dir, data, name, label) for name, label in files.items()}
+    config = tmp_path / "s.yaml"
+    config.write_text(f"tasks: {tasks}\ncache_dir: {tmp_path / 'c'}\n"
+                      f"tracking: {{uri: 'sqlite:///{tmp_path / 'm.db'}'}}\n")
+    result = run_cli("sweep", str(config), "--data", str(data), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert message.format(rows=rows.get("train_QC.txt")) in result.stderr
+    # nothing ran: no study, no MLflow store, no report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "s.yaml"]
+
+
 def test_data_check_summarises(synth_dir, capsys):
     assert main(["data", "check", str(synth_dir)]) == 0
     out = capsys.readouterr().out

@@ -109,11 +109,13 @@ def load_task(directory: str | Path, *, task: str, strict: bool = False,
     train_path = directory / split_file_name("train", task)
     if not train_path.is_file():
         expected = ", ".join(split_file_name(s, task) for s in SPLITS)
-        raise DataError(f"{directory}: no {train_path.name} (expected competition files {expected})")
+        raise orphaned_splits_error(directory, task) or DataError(
+            f"{directory}: no {train_path.name} (expected competition files {expected})")
     train = read_split(train_path, task=task, split="train", strict=strict)
     if train.rows == 0:
         why = f" ({sum(train.dropped.values())} dropped: {format_dropped(train.dropped)})" if train.dropped else ""
         raise DataError(f"training file has no usable rows{why}", path=train_path)
+    check_trainable(train)
     optional: dict[str, LoadedSplit | None] = {}
     for name in ("dev", "test"):
         path = directory / split_file_name(name, task)
@@ -126,6 +128,32 @@ def load_directory(directory: str | Path, *, tasks: Sequence[str],
                    strict: bool = False) -> dict[str, TaskData]:
     """Load and validate every file of every task before returning (fail before any trial)."""
     return {task: load_task(directory, task=task, strict=strict) for task in tasks}
+
+
+def check_trainable(train: LoadedSplit) -> None:
+    """DataError unless the training split has labelled rows of both classes."""
+    labels = train.frame["label"].dropna()
+    if labels.empty:
+        raise DataError(f"no labelled rows ({train.rows} rows, none with a label): a classifier "
+                        "cannot be trained without labels", path=train.path)
+    classes = sorted(int(value) for value in labels.unique())
+    if len(classes) == 1:
+        raise DataError(f"every labelled row has label {classes[0]} ({len(labels)} rows): a "
+                        "classifier cannot be trained on one class", path=train.path)
+
+
+def orphaned_splits_error(directory: str | Path, task: str) -> DataError | None:
+    """The error for a task whose dev/test files are in `directory` but whose train file is not
+    (None when the train file is there, or when neither dev nor test is)."""
+    directory = Path(directory)
+    train = split_file_name("train", task)
+    if (directory / train).is_file():
+        return None
+    present = [split_file_name(s, task) for s in ("dev", "test")
+               if (directory / split_file_name(s, task)).is_file()]
+    if not present:
+        return None
+    return DataError(f"{task}: {'/'.join(present)} present but {train} is missing", path=directory)
 
 
 def format_dropped(dropped: dict[str, int]) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 from harness.cache import stable_hash
 from harness.config import SweepConfig
 from harness.data import TASKS, split_file_name, target_column
-from harness.data.loader import TaskData, format_dropped, load_directory
+from harness.data.loader import TaskData, format_dropped, load_directory, orphaned_splits_error
 from harness.errors import DataError
 
 # Bump when the generator's output for a given seed/scale changes.
@@ -147,6 +147,9 @@ def prepare_data(config: SweepConfig, *, load: bool = True) -> PreparedData:
         directory = Path(config.data.dir)
         if not directory.is_dir():
             raise DataError(f"{directory}: data directory not found")
+        for task in config.tasks:
+            if (orphaned := orphaned_splits_error(directory, task)) is not None:
+                raise orphaned
         missing = [split_file_name("train", t) for t in config.tasks
                    if not (directory / split_file_name("train", t)).exists()]
         if missing:

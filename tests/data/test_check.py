@@ -27,7 +27,7 @@ def data_dir(tmp_path):
           + [row("QC", i, "ja", 0) for i in range(4, 6)])
     write(tmp_path / "dev_QC.txt", [row("QC", i, lang, None)
                                     for i, lang in enumerate(["en", "ja", "de", "de"], 1)])
-    qi_train = [row("QI", i, "th", 1) for i in range(3)]
+    qi_train = [row("QI", i, "th", int(i > 0)) for i in range(3)]
     qi_train.append({**row("QI", 3, "th", 0), "item_title": None})
     write(tmp_path / "train_QI.txt", qi_train)
     write(tmp_path / "dev_QI.txt", [row("QI", 1, "th", None), row("QI", 2, "vn", None)])
@@ -66,7 +66,7 @@ def test_render(data_dir):
 
 def test_errors_propagate(data_dir):
     (data_dir / "train_QI.txt").unlink()
-    with pytest.raises(DataError, match="no train_QI.txt"):
+    with pytest.raises(DataError, match="QI: dev_QI.txt/test_QI.txt present but train_QI.txt is missing"):
         check_directory(data_dir)
     last = check_directory(data_dir, tasks=("QC",)).render().splitlines()[-1]
     assert last == "OK: 1 task(s) (QC), 2 files, 10 rows loaded, 0 dropped"
@@ -75,3 +75,27 @@ def test_errors_propagate(data_dir):
 def test_strict_check(data_dir):
     with pytest.raises(DataError, match=r"train_QI.txt, line 4, field 'item_title'"):
         check_directory(data_dir, strict=True)
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_one_class_train_is_refused(data_dir, label):
+    write(data_dir / "train_QC.txt", [row("QC", i, "en", label) for i in range(5)]
+          + [row("QC", 5, "ja", None)])
+    with pytest.raises(DataError) as info:
+        check_directory(data_dir)
+    assert str(info.value) == (f"{data_dir / 'train_QC.txt'}: every labelled row has label {label} "
+                               "(5 rows): a classifier cannot be trained on one class")
+
+
+def test_unlabelled_train_is_refused(data_dir):
+    write(data_dir / "train_QI.txt", [row("QI", i, "th", None) for i in range(3)])
+    with pytest.raises(DataError, match=r"train_QI.txt: no labelled rows \(3 rows"):
+        check_directory(data_dir, tasks=("QI",))
+
+
+def test_dev_without_train_is_refused(data_dir):
+    (data_dir / "train_QI.txt").unlink()
+    (data_dir / "test_QI.txt").unlink()
+    with pytest.raises(DataError) as info:
+        check_directory(data_dir, tasks=("QI",))
+    assert str(info.value) == f"{data_dir}: QI: dev_QI.txt present but train_QI.txt is missing"

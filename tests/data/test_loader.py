@@ -209,11 +209,39 @@ def test_write_jsonl_keeps_string_ids_and_unicode(tmp_path):
 
 
 def test_load_task_requires_train(tmp_path):
-    write(tmp_path / "dev_QC.txt", [qc(1, label=None)])
     with pytest.raises(DataError) as info:
         load_task(tmp_path, task="QC")
     assert str(info.value) == (f"{tmp_path}: no train_QC.txt (expected competition files "
                                "train_QC.txt, dev_QC.txt, test_QC.txt)")
+    write(tmp_path / "dev_QC.txt", [qc(1, label=None)])
+    with pytest.raises(DataError) as info:
+        load_task(tmp_path, task="QC")
+    assert str(info.value) == f"{tmp_path}: QC: dev_QC.txt present but train_QC.txt is missing"
+    write(tmp_path / "test_QC.txt", [qc(1, label=None)])
+    with pytest.raises(DataError) as info:
+        load_task(tmp_path, task="QC")
+    assert str(info.value) == (f"{tmp_path}: QC: dev_QC.txt/test_QC.txt present but train_QC.txt "
+                               "is missing")
+
+
+@pytest.mark.parametrize("label", ["0", "1"])
+def test_one_class_train_is_an_error(tmp_path, label):
+    # the unlabelled row and the dropped row of the other class do not count as a second class
+    other = "1" if label == "0" else "0"
+    write(tmp_path / "train_QC.txt", [qc(1, label=label), qc(2, label=int(label)), qc(3, label=None),
+                                      {**qc(4, label=other), "origin_query": ""}])
+    with pytest.raises(DataError) as info:
+        load_task(tmp_path, task="QC")
+    assert str(info.value) == (f"{tmp_path / 'train_QC.txt'}: every labelled row has label {label} "
+                               "(2 rows): a classifier cannot be trained on one class")
+
+
+def test_unlabelled_train_is_an_error(tmp_path):
+    write(tmp_path / "train_QC.txt", [qc(1, label=None), qc(2, label=None)])
+    with pytest.raises(DataError, match=r"train_QC.txt: no labelled rows \(2 rows, none with a label\)"):
+        load_task(tmp_path, task="QC")
+    write(tmp_path / "train_QC.txt", [qc(1, label=None), qc(2, label="0"), qc(3, label="1")])
+    assert load_task(tmp_path, task="QC").train.rows == 3  # partly labelled, both classes: fine
 
 
 def test_load_task_optional_splits_and_fingerprint(tmp_path):
@@ -239,8 +267,8 @@ def test_empty_train_is_an_error(tmp_path):
 
 
 def test_load_directory_validates_every_file(tmp_path):
-    write(tmp_path / "train_QC.txt", [qc(1)])
-    write(tmp_path / "train_QI.txt", [qi(1)])
+    write(tmp_path / "train_QC.txt", [qc(1), qc(2, label="0")])
+    write(tmp_path / "train_QI.txt", [qi(1), qi(2, label="0")])
     write(tmp_path / "test_QI.txt", [qi(1, label=None), qi(2, label=None, language="xx")])
     with pytest.raises(DataError, match=r"test_QI.txt, line 2"):
         load_directory(tmp_path, tasks=("QC", "QI"))
