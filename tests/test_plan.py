@@ -123,3 +123,18 @@ def test_search_trials_have_their_own_key_and_point_to_their_base():
     assert searched.key != planned.key
     assert searched.params()["search_base"] == planned.key
     assert searched.params()["trial_role"] == "search"
+
+
+@pytest.mark.parametrize(("name", "settings"), [
+    ("TR", {"translator": "transformers", "model": "some/translator"}),
+    ("DG", {"generator": "llm", "model": "some/llm"}),
+])
+def test_model_backed_stage_keys_follow_the_dtype(name, settings):
+    from harness.components import REGISTRY
+
+    def stage_key(dtype: str) -> dict:
+        spec = trial({"model": {"dtype": dtype}, "components": {name: settings}}, task="QI",
+                     components=(name,))
+        return REGISTRY[name].key_settings(spec.context().settings(name), spec.context())
+
+    assert stage_key("bfloat16") != stage_key("float32")

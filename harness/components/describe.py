@@ -135,7 +135,7 @@ def parse_generation(generated: str, attrs: dict[str, str], title: str) -> str:
                             description or offline_description(attrs, title))
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     import torch
 
     if device != "auto":
@@ -147,7 +147,7 @@ def _resolve_device(device: str) -> str:
     return "cpu"
 
 
-def _resolve_dtype(dtype: str, device: str) -> Any:
+def resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype != "auto":
@@ -186,9 +186,9 @@ class LLMDescriber:
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 self.model_id, trust_remote_code=self.trust_remote_code)
-            device = _resolve_device(self.device)
+            device = resolve_device(self.device)
             model = AutoModelForCausalLM.from_pretrained(
-                self.model_id, dtype=_resolve_dtype(self.dtype, device),
+                self.model_id, dtype=resolve_dtype(self.dtype, device),
                 trust_remote_code=self.trust_remote_code)
         except OSError as error:
             raise HarnessError(f"components.DG.model: cannot load {self.model_id!r}: "
@@ -293,6 +293,7 @@ def generate_descriptions(titles: Sequence[str] | pd.Series, attributes: pd.Data
 
 __all__ = [
     "DescriptionGenerator", "LLMDescriber", "OfflineDescriber", "describer_key",
-    "display_brand", "format_generated", "generate_descriptions", "make_describer",
+    "display_brand", "format_generated", "generate_descriptions", "make_describer", "resolve_device",
+    "resolve_dtype",
     "offline_description", "offline_tags", "parse_generation",
 ]

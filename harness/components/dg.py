@@ -58,8 +58,11 @@ class DescriptionGeneration(Component):
 
     def key_settings(self, settings: DGConfig, context: Context) -> dict[str, Any]:
         generator = self.generator(settings, context.config.model)
-        return {**settings.model_dump(mode="json"), "generator": generator.name,
-                "generator_version": generator.version, "vocab": vocabulary(settings.vocab).digest}
+        key = {**settings.model_dump(mode="json"), "generator": generator.name,
+               "generator_version": generator.version, "vocab": vocabulary(settings.vocab).digest}
+        if settings.generator == "llm":
+            key["dtype"] = context.config.model.dtype  # bfloat16 and float32 generate differently
+        return key
 
     def apply(self, frame: pd.DataFrame, settings: DGConfig, context: Context) -> pd.Series:
         titles = frame["item_title"]

@@ -34,7 +34,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from harness.components.base import Component, Context, Strict
-from harness.components.describe import _resolve_device, _resolve_dtype
+from harness.components.describe import resolve_device, resolve_dtype
 from harness.errors import HarnessError
 
 ENGLISH = "en"
@@ -233,9 +233,9 @@ class TransformersTranslator:
             config = AutoConfig.from_pretrained(self.model_id, trust_remote_code=trust)
             self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
             tokenizer = AutoTokenizer.from_pretrained(self.model_id, trust_remote_code=trust)
-            device = _resolve_device(self.device)
+            device = resolve_device(self.device)
             auto = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-            model = auto.from_pretrained(self.model_id, dtype=_resolve_dtype(self.dtype, device),
+            model = auto.from_pretrained(self.model_id, dtype=resolve_dtype(self.dtype, device),
                                          trust_remote_code=trust)
         except (OSError, ValueError, KeyError) as error:
             raise self._fail(_first_line(str(error)) or type(error).__name__) from None
@@ -365,6 +365,7 @@ class Translation(Component):
         key: dict[str, Any] = {"translator": settings.translator, "model": settings.model}
         if settings.translator == "transformers":
             key["max_new_tokens"] = settings.max_new_tokens
+            key["dtype"] = context.config.model.dtype  # bfloat16 and float32 translate differently
         key["translator_version"] = self.translator(settings, context).version
         return key
 
