@@ -219,6 +219,67 @@ def pooled_over_seeds(pairs: Sequence[Aligned], *, n_resamples: int = 2000, seed
                         confidence=confidence)
 
 
+@dataclass(frozen=True)
+class CellResult:
+    """Mean F1 over seeds of one system, with a bootstrap interval over the evaluation rows
+    (one resample shared by every seed) and the seed-to-seed standard deviation."""
+
+    f1: float
+    low: float
+    high: float
+    seed_sd: float | None  # None with one seed: the interval then carries no training variance
+    per_seed: tuple[float, ...]
+    n: int
+    n_groups: int | None
+    method: str
+
+
+def pooled_f1(frames: Sequence[pd.DataFrame], *, n_resamples: int = 2000, seed: int = 0,
+              groups: Groups = None, confidence: float = 0.95) -> CellResult:
+    """Mean F1 over several seeds' predictions on the same rows (each frame has id, label,
+    prediction and optionally group), with a bootstrap interval that resamples the rows (or,
+    with ``groups="group"``, the query groups) once for all seeds."""
+    if not frames:
+        raise ValueError("pooled_f1 needs at least one prediction table")
+    _check_options(n_resamples, confidence)
+    pairs = [align(frames[0], frame) for frame in frames]  # each in frame 0's row order
+    first = pairs[0]
+    columns = _count_columns(first.labels, np.stack([pair.pred_b for pair in pairs]))
+    codes, n_groups = _group_codes(first, groups)
+    per_seed = _f1(columns.sum(axis=0))
+    boot = _bootstrap_f1(columns, codes, n_resamples, seed).mean(axis=1)
+    low, high = percentile_interval(boot, level=confidence)
+    return CellResult(f1=float(per_seed.mean()), low=low, high=high,
+                      seed_sd=float(np.std(per_seed, ddof=1)) if len(frames) > 1 else None,
+                      per_seed=tuple(float(f) for f in per_seed), n=first.n, n_groups=n_groups,
+                      method=_method(n_groups).replace("paired ", ""))
+
+
+# A trial predicting "yes" (or "no") on more than this share of rows learned (nearly) one class.
+ONE_CLASS_SHARE = 0.98
+
+
+def learned_nothing(predictions: pd.DataFrame, *, n_resamples: int = 1000,
+                    seed: int = 0) -> str | None:
+    """Why a trial's predictions show it learned nothing, or None: it predicts (nearly) one
+    class, or its F1 is not above the all-"yes" F1 beyond the paired 95% interval (cluster
+    bootstrap over query groups where the table has a ``group`` column)."""
+    predicted = predictions["prediction"].to_numpy(dtype=int)
+    if not len(predicted):
+        return None
+    share = float(predicted.mean())
+    if share >= ONE_CLASS_SHARE or share <= 1 - ONE_CLASS_SHARE:
+        return f"predicts one class ({share:.1%} yes)"
+    all_yes = predictions.assign(prediction=1)
+    pair = align(all_yes, predictions)
+    groups = "group" if pair.group is not None and len(set(pair.group)) > 1 else None
+    result = paired_f1_difference(pair, n_resamples=n_resamples, seed=seed, groups=groups)
+    if result.low <= 0:
+        return (f"F1 {result.f1_b:.3f} not above the all-yes F1 {result.f1_a:.3f} "
+                f"(difference {result.difference:+.3f}, 95% CI [{result.low:+.3f}, {result.high:+.3f}])")
+    return None
+
+
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     """Holm-adjusted p-values (statsmodels ``multipletests``, method="holm"), same keys and order."""
     if not p_values:

@@ -11,6 +11,8 @@ import pandas as pd
 from harness.plan import TrialSpec
 
 TRIAL_KEY_TAG = "harness.trial_key"
+# Set on a trial that learned nothing (one class, or F1 not above all-"yes"): the reason.
+DEGENERATE_TAG = "harness.degenerate"
 _TAGS = {"task": "harness.task", "components": "harness.components", "seed": "harness.seed",
          "model": "harness.model", "heldout_language": "harness.heldout_language",
          "role": "harness.trial_role", "rows": "harness.rows", "eval_split": "harness.eval_split"}
@@ -36,6 +38,7 @@ class TrialRecord:
     start_time: int = 0
     pruned: bool = False
     error: str | None = None
+    degenerate: str | None = None  # why the trial learned nothing; such trials get no verdict
     # Per-row predictions on the evaluation rows (id, language, label, p_yes, prediction);
     # loaded on demand from the run's artifact `predictions_artifact`.
     predictions: pd.DataFrame | None = field(default=None, repr=False)
@@ -70,6 +73,8 @@ class TrialRecord:
         tags = self.tags()
         if self.pruned:
             tags["harness.pruned"] = "true"
+        if self.degenerate:
+            tags[DEGENERATE_TAG] = self.degenerate
         return dict(self.params), dict(self.metrics), tags
 
     @classmethod
@@ -90,7 +95,8 @@ class TrialRecord:
             eval_split=tag("eval_split"), params=dict(run.data.params),
             metrics=dict(run.data.metrics), status=run.info.status, run_id=run.info.run_id,
             start_time=int(run.info.start_time or 0),
-            pruned=tags.get("harness.pruned") == "true", error=tags.get("harness.error"))
+            pruned=tags.get("harness.pruned") == "true", error=tags.get("harness.error"),
+            degenerate=tags.get(DEGENERATE_TAG) or None)
 
 
-__all__ = ["TRIAL_KEY_TAG", "TrialRecord"]
+__all__ = ["DEGENERATE_TAG", "TRIAL_KEY_TAG", "TrialRecord"]

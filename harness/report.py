@@ -1,9 +1,11 @@
 """Markdown ablation report, built only from what the sweep logged to MLflow.
 
 `reports/<sweep>/ablation.md`: the paper's Table-4 shape (one row per configuration, one column
-per task plus the overall mean), each cell `mean ± 95% CI` (bootstrap over evaluation rows, and
-across seeds when there are several), a per-language table with unseen languages marked, the QR
-audit against injected-noise ground truth, and failures.
+per task plus the overall mean), each cell the mean F1 over seeds with its 95% interval (a
+bootstrap over query groups of the evaluation rows, one resample shared by every seed) and the
+seed-to-seed spread; paired comparisons with verdicts (harness/verdicts.py); precision, recall,
+ROC-AUC and the predicted-"yes" share; per-language F1 with unseen languages marked; the QR audit
+against injected-noise ground truth.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from harness.cache import atomic_write
 from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.data.prepare import PreparedData
+from harness.paired import CellResult, pooled_f1
 from harness.plan import Plan, models_of
 from harness.record import TrialRecord
-from harness.stats import pooled_bootstrap_interval
+from harness.verdicts import contrasts, format_p, sentence
 
 
 def make_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -46,9 +49,9 @@ def _task_labels(plan: Plan, task: str) -> list[str]:
     return list(dict.fromkeys(_label(c, task) for c in plan.configurations))
 
 
-def _fmt(mean: float, low: float, high: float) -> str:
-    half = max(high - mean, mean - low)
-    return f"{mean:.4f} ± {half:.4f}"
+def _fmt(cell: CellResult) -> str:
+    spread = f", sd {cell.seed_sd:.3f}" if cell.seed_sd is not None else ""
+    return f"{cell.f1:.3f} [{cell.low:.3f}, {cell.high:.3f}{spread}]"
 
 
 def _mean(values: list[float]) -> str:
@@ -73,11 +76,16 @@ class _Records:
                 and t.label == label and t.heldout_language == heldout]
         return [self.by_key[k] for k in keys if k in self.by_key]
 
-    def cell(self, records: list[TrialRecord]) -> tuple[float, float, float] | None:
+    def cell(self, records: list[TrialRecord]) -> CellResult | None:
         """Mean F1 over the records (seeds) with its 95% interval, from their predictions."""
         if not records:
             return None
-        return pooled_bootstrap_interval([r.predictions for r in records])
+        return self.cell_of([r.predictions for r in records])
+
+    @staticmethod
+    def cell_of(frames: list) -> CellResult:
+        grouped = all("group" in f for f in frames) and frames[0]["group"].nunique() > 1
+        return pooled_f1(frames, groups="group" if grouped else None)
 
 
 def _ablation_table(results: _Records, tasks: Sequence[str], model: str) -> str:
@@ -86,19 +94,20 @@ def _ablation_table(results: _Records, tasks: Sequence[str], model: str) -> str:
     for configuration in results.plan.configurations:
         cells, means = [], []
         for task in tasks:
-            value = results.cell(results.planned(model=model, task=task,
-                                                 label=_label(configuration, task)))
-            cells.append("–" if value is None else _fmt(*value))
+            records = results.planned(model=model, task=task, label=_label(configuration, task))
+            value = results.cell(records)
+            flag = " ⚠" if any(r.degenerate for r in records) else ""
+            cells.append("–" if value is None else _fmt(value) + flag)
             if value is not None:
-                means.append(value[0])
+                means.append(value.f1)
         if len(tasks) > 1:
-            cells.append(f"{np.mean(means):.4f}" if len(means) == len(tasks) else "–")
+            cells.append(f"{np.mean(means):.3f}" if len(means) == len(tasks) else "–")
         rows.append([configuration.label, *cells])
     baseline_row = ["all-\"yes\" baseline"]
     for task in tasks:
         runs = [r for r in results.finished if r.task == task and r.model == model
                 and r.heldout_language is None and r.role == "planned"]
-        baseline_row.append(f"{runs[0].metrics['baseline_f1']:.4f}" if runs else "–")
+        baseline_row.append(f"{runs[0].metrics['baseline_f1']:.3f}" if runs else "–")
     if len(tasks) > 1:
         baseline_row.append("")
     rows.append(baseline_row)
@@ -107,20 +116,30 @@ def _ablation_table(results: _Records, tasks: Sequence[str], model: str) -> str:
 
 def _language_table(results: _Records, model: str, task: str,
                     train_languages: Sequence[str]) -> str:
+    """F1 per language (mean over seeds ± half-width of its 95% interval), with row counts."""
     runs_of_task = [r for r in results.finished if r.task == task and r.model == model
-                    and r.role == "planned"]
-    languages = sorted({k.split("/", 1)[1] for r in runs_of_task for k in r.metrics
-                        if k.startswith("rows/")})
+                    and r.role == "planned" and r.heldout_language is None]
+    counts = {k.split("/", 1)[1]: int(v) for r in runs_of_task for k, v in r.metrics.items()
+              if k.startswith("rows/")}
+    languages = sorted(counts)
     if not languages:
         return ""
-    headers = ["configuration"] + [f"{lang}{'' if lang in train_languages else ' *'}" for lang in languages]
+    headers = ["configuration"] + [f"{lang}{'' if lang in train_languages else ' *'} (n={counts[lang]})"
+                                   for lang in languages]
     headers += ["seen", "unseen"]
     rows = []
     for label in _task_labels(results.plan, task):
         runs = results.planned(model=model, task=task, label=label)
-        if runs:
-            rows.append([label] + [_mean([r.metrics.get(c, np.nan) for r in runs])
-                                   for c in [*(f"f1/{lang}" for lang in languages), "f1/seen", "f1/unseen"]])
+        if not runs:
+            continue
+        cells = []
+        for language in languages:
+            frames = [r.predictions[r.predictions["language"] == language] for r in runs
+                      if r.predictions is not None]
+            cell = results.cell_of(frames) if frames and len(frames[0]) else None
+            cells.append("–" if cell is None else f"{cell.f1:.3f} ±{max(cell.high - cell.f1, cell.f1 - cell.low):.3f}")
+        cells += [_mean([r.metrics.get(c, np.nan) for r in runs]) for c in ("f1/seen", "f1/unseen")]
+        rows.append([label, *cells])
     return make_table(headers, rows)
 
 
@@ -148,30 +167,55 @@ def _leave_language_out_table(results: _Records, model: str, task: str) -> str:
     return make_table(headers, rows)
 
 
-def _component_effects(results: _Records, model: str, tasks: Sequence[str]) -> str:
-    """For each component: trials of this plan that differ only in it, side by side."""
-    by_identity = {(t.task, t.components, t.seed, t.heldout_language): t.key
-                   for t in results.plan.trials if t.model == model and t.key in results.by_key}
-    lines = []
-    for component in REGISTRY:
-        for task in tasks:
-            pairs = []
-            for (t, components, seed, heldout), key in by_identity.items():
-                if t != task or component.name not in components:
-                    continue
-                without = tuple(c for c in components if c != component.name)
-                other = by_identity.get((task, without, seed, heldout))
-                if other is not None:
-                    on, off = results.by_key[key].metrics, results.by_key[other].metrics
-                    pairs.append((off.get("f1", np.nan), on.get("f1", np.nan),
-                                  REGISTRY.label(without)))
-            if pairs:
-                compared = "; ".join(f"{label} {off:.4f} -> {on:.4f}" for off, on, label in pairs)
-                lines.append(f"- {component.name} on {task}: mean F1 without "
-                             f"{np.mean([p[0] for p in pairs]):.4f}, with "
-                             f"{np.mean([p[1] for p in pairs]):.4f} (trials differing only in "
-                             f"{component.name}: {compared}). Point estimates only: no verdict.")
-    return "\n".join(lines)
+def _comparisons(results: _Records, models: Sequence[str]) -> list[str]:
+    """The paired comparisons section: a table per model and one verdict sentence each."""
+    found = contrasts(results.plan, results.all, models=models)
+    tested = [c for c in found if c.result is not None]
+    if not found:
+        return []
+    rows = []
+    for c in found:
+        if c.result is None:
+            rows.append([c.task, c.name, "", "", "", "", "", c.note])
+            continue
+        r = c.result
+        t = f"[{r.t_low:+.3f}, {r.t_high:+.3f}]" if r.t_low is not None else "–"
+        b01, b10 = sum(m.b01 for m in c.mcnemar), sum(m.b10 for m in c.mcnemar)
+        mark = " **†**" if c.significant else ""
+        rows.append([c.task, c.name, f"{r.difference:+.3f}", f"[{r.low:+.3f}, {r.high:+.3f}]", t,
+                     f"{b01} / {b10}", f"{format_p(r.p_value)} / {format_p(c.p_holm)}", c.verdict + mark])
+    seeds = sorted({c.result.n_seeds for c in tested}) if tested else []
+    intro = (f"Each row compares two configurations on the same evaluation rows ({len(tested)} "
+             "tested). Δ F1 is the mean over seeds of the per-seed difference; its 95% CI is a "
+             "paired bootstrap over query groups with one resample shared by every seed; the seed "
+             "t-interval (3 or more seeds) shows the spread across training runs. McNemar counts "
+             "the rows only the second (first) configuration gets right, summed over seeds. p is "
+             "the bootstrap p, then Holm-adjusted over every comparison in this report; **†** "
+             "marks a difference significant after that correction. A verdict needs every "
+             "interval to exclude 0 and Holm p < 0.05.")
+    if seeds == [1]:
+        intro += (" With one seed the intervals carry no training variance: rerun with more "
+                  "`seeds` before trusting a verdict.")
+    table = make_table(["task", "comparison", "Δ F1", "95% CI", "seed t-interval",
+                        "McNemar", "p / Holm p", "verdict"], rows)
+    return ["", "### Which component helps", "", intro, "", table, "",
+            *(f"- {sentence(c)}" for c in found if c.result is not None or "learned" in c.note)]
+
+
+def _quality_table(results: _Records, model: str, task: str) -> str:
+    """Beside F1: precision, recall, ROC-AUC and the share predicted "yes" (mean over seeds)."""
+    rows = []
+    for label in _task_labels(results.plan, task):
+        runs = results.planned(model=model, task=task, label=label)
+        if runs:
+            rows.append([label, *(_mean([r.metrics.get(m, np.nan) for r in runs])
+                                  for m in ("f1", "precision", "recall", "roc_auc", "positive_rate")),
+                         "; ".join(f"seed {r.seed}: {r.degenerate}" for r in runs if r.degenerate)
+                         or ""])
+    if not rows:
+        return ""
+    return make_table(["configuration", "F1", "precision", "recall", "ROC-AUC",
+                       "predicted yes", "learned nothing"], rows)
 
 
 def _search_table(results: _Records, task: str, *, top: int = 5) -> str:
@@ -233,16 +277,21 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
         f"Design **{config.design.kind}** over {', '.join(config.design.switches) or 'no switches'}"
         + (f" (always on: {', '.join(config.design.always_on)})" if config.design.always_on else "")
         + f"; seeds {config.seeds}; data: {data_source}; evaluated on {', '.join(eval_names)}. "
-        "Cells are F1 of the positive class, `mean ± half-width of the 95% CI` (bootstrap over "
-        "evaluation rows, combined with the spread across seeds). Components that do not apply to "
-        "a task are ignored for that task, so such rows repeat a trial.",
+        "Cells are F1 of the positive class, `mean [95% CI, sd]`: the mean over seeds, a "
+        "bootstrap interval over query groups of the evaluation rows (one resample shared by "
+        "every seed: row uncertainty only) and the seed-to-seed standard deviation (training "
+        "variance; absent with one seed). ⚠ marks a cell with a trial that learned nothing. "
+        "Components that do not apply to a task are ignored for that task, so such rows repeat "
+        "a trial.",
     ]
     for model in models_of(config):
         sections += ["", f"## Model `{model}`", "", _ablation_table(results, tasks, model)]
-        effects = _component_effects(results, model, tasks)
-        if effects:
-            sections += ["", "### Trials that differ in one component", "", effects]
+        sections += _comparisons(results, [model])
         for task in tasks:
+            table = _quality_table(results, model, task)
+            if table:
+                sections += ["", f"### {task}: precision, recall, ROC-AUC, predicted-yes share", "",
+                             table]
             table = _language_table(results, model, task, train_languages.get(task, []))
             if table:
                 sections += ["", f"### {task} F1 per language (`*` = not in the training data)",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
-from sklearn.metrics import precision_recall_fscore_support
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def binary_scores(labels: Sequence[int] | np.ndarray, predictions: Sequence[int]
 def trial_metrics(predictions: pd.DataFrame, *, seen_languages: Iterable[str]) -> dict[str, float]:
     """Every number a trial logs, from a frame with columns language, label, prediction.
 
-    Keys: f1, precision, recall, baseline_f1 (predict "yes" everywhere), f1/<lang>,
+    Keys: f1, precision, recall, baseline_f1 (predict "yes" everywhere), positive_rate (share
+    predicted "yes"), roc_auc (from p_yes, when both labels occur), f1/<lang>,
     precision/<lang>, recall/<lang>, rows/<lang>, f1/seen, f1/unseen (pooled over the rows of
     languages present / absent in training; absent when there are no such rows).
     """
@@ -44,7 +45,10 @@ def trial_metrics(predictions: pd.DataFrame, *, seen_languages: Iterable[str]) -
     overall = binary_scores(labels, predicted)
     metrics = {"f1": overall.f1, "precision": overall.precision, "recall": overall.recall,
                "baseline_f1": binary_scores(labels, np.ones_like(labels)).f1,
-               "rows": float(overall.rows)}
+               "rows": float(overall.rows),
+               "positive_rate": float(predicted.mean()) if len(predicted) else float("nan")}
+    if "p_yes" in predictions and len(set(labels)) == 2:
+        metrics["roc_auc"] = float(roc_auc_score(labels, predictions["p_yes"].to_numpy(dtype=float)))
     languages = predictions["language"].to_numpy()
     for language in sorted(set(languages)):
         mask = languages == language
@@ -58,27 +62,6 @@ def trial_metrics(predictions: pd.DataFrame, *, seen_languages: Iterable[str]) -
         if mask.any():
             metrics[f"f1/{name}"] = binary_scores(labels[mask], predicted[mask]).f1
     return metrics
-
-
-def bootstrap_f1(labels: np.ndarray, predictions: np.ndarray, *, resamples: int = 1000,
-                 seed: int = 0) -> np.ndarray:
-    """F1 of `resamples` bootstrap resamples of the rows (vectorised over resamples)."""
-    labels = np.asarray(labels, dtype=int)
-    predictions = np.asarray(predictions, dtype=int)
-    n = len(labels)
-    if n == 0:
-        return np.zeros(resamples)
-    rng = np.random.default_rng(seed)
-    tp_rows = (labels == 1) & (predictions == 1)
-    fp_rows = (labels == 0) & (predictions == 1)
-    fn_rows = (labels == 1) & (predictions == 0)
-    # Multinomial counts of each row in each resample: the same as resampling indices.
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
-    tp = counts @ tp_rows
-    fp = counts @ fp_rows
-    fn = counts @ fn_rows
-    denominator = 2 * tp + fp + fn
-    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
 
 
 def percentile_interval(samples: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
@@ -95,23 +78,3 @@ def seed_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[floa
         return mean, mean
     half = scipy_stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
     return mean - float(half), mean + float(half)
-
-
-def pooled_bootstrap_interval(runs: Sequence[pd.DataFrame], *, resamples: int = 1000,
-                              seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean F1 over seeds with a 95% interval that covers both row and seed variation.
-
-    Each seed's predictions are bootstrapped over rows; the mean over seeds of those resamples
-    gives the row-level spread, and the seed-to-seed spread (t interval) is added in quadrature.
-    Returns (mean, low, high).
-    """
-    f1s = [binary_scores(r["label"], r["prediction"]).f1 for r in runs]
-    mean = float(np.mean(f1s))
-    boot = np.mean([bootstrap_f1(r["label"].to_numpy(), r["prediction"].to_numpy(),
-                                 resamples=resamples, seed=seed + i) for i, r in enumerate(runs)],
-                   axis=0)
-    row_low, row_high = percentile_interval(boot, level=level)
-    seed_low, seed_high = seed_interval(f1s, level=level)
-    low_half = np.hypot(mean - row_low, mean - seed_low)
-    high_half = np.hypot(row_high - mean, seed_high - mean)
-    return mean, mean - float(low_half), mean + float(high_half)

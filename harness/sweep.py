@@ -180,6 +180,8 @@ class Worker:
         log(f"[{position}] {spec.name}: F1 {m['f1']:.4f} (all-yes {m['baseline_f1']:.4f}; "
             f"seen {m.get('f1/seen', float('nan')):.4f}{unseen}) "
             f"train {m['train_seconds']:.1f}s score {m['score_seconds']:.1f}s")
+        if outcome.degenerate:
+            log(f"[{position}] {spec.name}: WARNING: learned nothing: {outcome.degenerate}")
         return float(m["f1"])
 
     def objective(self, total: int):

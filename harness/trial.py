@@ -9,8 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.data.split import normalised_query
 from harness.learner import LoadedModel, fresh_adapter, score_yes_no, train_lora
+from harness.paired import learned_nothing
 from harness.plan import TrialSpec
+from harness.record import DEGENERATE_TAG
 from harness.stages import EvalSets, Stages
 from harness.stats import trial_metrics
 from harness.tracking import Tracker
@@ -23,6 +26,7 @@ class TrialOutcome:
     metrics: dict[str, float]
     predictions: pd.DataFrame
     step_losses: list[float]
+    degenerate: str | None = None  # why the trial learned nothing (see paired.learned_nothing)
 
 
 def make_checker(get_model: Callable[[], LoadedModel], spec: TrialSpec, stages: Stages, *,
@@ -110,6 +114,9 @@ def run_trial(spec: TrialSpec, *, sets: EvalSets, stages: Stages, loaded: Loaded
 
     predictions = _prediction_frame(eval_text, p_yes, config.scoring.threshold)
     metrics.update(trial_metrics(predictions, seen_languages=sets.seen_languages))
+    degenerate = learned_nothing(predictions) if "label" in predictions else None
+    if degenerate:
+        tracker.set_tags(run_id, {DEGENERATE_TAG: degenerate})
     metrics.update({
         "train_seconds": trained.seconds, "train_examples_per_second": trained.examples_per_second,
         "score_seconds": score_seconds,
@@ -123,12 +130,15 @@ def run_trial(spec: TrialSpec, *, sets: EvalSets, stages: Stages, loaded: Loaded
     tracker.log_frame(run_id, predictions, f"predictions/{sets.eval_name}.csv")
     for split, frame in unlabelled.items():
         tracker.log_frame(run_id, frame, f"predictions/unlabelled_{split}.csv")
-    return TrialOutcome(metrics=metrics, predictions=predictions, step_losses=trained.step_losses)
+    return TrialOutcome(metrics=metrics, predictions=predictions, step_losses=trained.step_losses,
+                        degenerate=degenerate)
 
 
 def _prediction_frame(rows: pd.DataFrame, p_yes: np.ndarray, threshold: float) -> pd.DataFrame:
     frame = pd.DataFrame({"id": rows["id"].astype(str).to_numpy(),
                           "language": rows["language"].to_numpy(),
+                          # the query group: rows sharing a query are resampled together
+                          "group": normalised_query(rows).to_numpy(),
                           "p_yes": np.round(p_yes, 6),
                           "prediction": (p_yes >= threshold).astype(int)})
     if "label" in rows and rows["label"].notna().all():

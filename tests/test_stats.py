@@ -1,8 +1,10 @@
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import f1_score
 
-from harness.stats import binary_scores, bootstrap_f1, pooled_bootstrap_interval, trial_metrics
+from harness.paired import pooled_f1
+from harness.stats import binary_scores, trial_metrics
 
 
 def test_binary_scores_match_sklearn_and_handle_empty():
@@ -23,12 +25,16 @@ def test_trial_metrics_per_language_seen_unseen_and_baseline():
     assert metrics["rows/de"] == 2
 
 
-def test_bootstrap_is_deterministic_and_centred():
+def test_cell_interval_is_deterministic_centred_and_shared_across_seeds():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 400)
     predictions = np.where(rng.random(400) < 0.8, labels, 1 - labels)
-    samples = bootstrap_f1(labels, predictions, resamples=500, seed=1)
-    assert np.array_equal(samples, bootstrap_f1(labels, predictions, resamples=500, seed=1))
-    assert abs(samples.mean() - f1_score(labels, predictions)) < 0.01
-    mean, low, high = pooled_bootstrap_interval([pd.DataFrame({"label": labels, "prediction": predictions})])
-    assert low < mean < high and high - low < 0.15
+    table = pd.DataFrame({"id": np.arange(400), "label": labels, "prediction": predictions})
+    cell = pooled_f1([table], seed=1)
+    assert cell == pooled_f1([table], seed=1) and cell.seed_sd is None
+    assert cell.f1 == f1_score(labels, predictions) and cell.low < cell.f1 < cell.high
+    assert cell.high - cell.low < 0.15
+    # three identical seeds: the same rows resampled once, so the same interval, and sd 0
+    three = pooled_f1([table] * 3, seed=1)
+    assert three.low == pytest.approx(cell.low) and three.high == pytest.approx(cell.high)
+    assert three.seed_sd == 0

@@ -50,7 +50,7 @@ def test_predictions_are_logged_per_row(finished_sweep):
     local = mlflow.artifacts.download_artifacts(run_id=run["run_id"],
                                                 artifact_path=f"predictions/{run['params.eval_split']}.csv")
     predictions = pd.read_csv(local)
-    assert list(predictions.columns) == ["id", "language", "label", "p_yes", "prediction"]
+    assert list(predictions.columns) == ["id", "language", "label", "group", "p_yes", "prediction"]
     assert len(predictions) == int(run["params.eval_rows"])
     assert predictions["p_yes"].between(0, 1).all()
 
@@ -68,7 +68,9 @@ def test_report_has_the_table4_shape(finished_sweep):
     assert "| configuration | QC | QI | overall |" in text
     for row in ("| baseline |", "| LT |", "| HCT |", "| LT+HCT |"):
         assert row in text
-    assert "ar *" in text and "± " in text
+    assert "ar * (n=" in text and " ±0." in text
+    assert "### Which component helps" in text and "| QC | baseline → LT |" in text
+    assert "ROC-AUC" in text
 
 
 def test_rerun_skips_finished_trials_and_reproduces_f1(finished_sweep):

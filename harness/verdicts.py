@@ -1,0 +1,164 @@
+"""Which component helps: paired comparisons of a plan's trials, from their per-row predictions.
+
+A *contrast* compares two configurations of the plan on the same evaluation rows: each one that
+adds a single component to another (the step of a cumulative design, the drop of a
+leave-one-out design, each "does X help" pair of a grid) and each configuration against the
+baseline. For each, the F1 difference is pooled over the seeds both sides ran (mean of per-seed
+differences; a cluster bootstrap over query groups with one resample shared by every seed, and a
+seed t interval with >= 3 seeds), McNemar's test is run per seed, and Holm's correction is
+applied across every contrast one report makes. A verdict is "helps" / "hurts" only when the
+intervals exclude 0 and the Holm-adjusted p is below 0.05; otherwise "no detectable difference".
+Contrasts with a trial that learned nothing get no verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.components import REGISTRY
+from harness.design import Configuration
+from harness.paired import (
+    McNemarResult,
+    PooledResult,
+    align,
+    holm,
+    mcnemar_test,
+    pooled_over_seeds,
+    verdict,
+)
+from harness.plan import Plan
+from harness.record import TrialRecord
+
+ALPHA = 0.05
+
+
+def format_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+@dataclass
+class Contrast:
+    task: str
+    model: str
+    a: str  # label of the configuration compared against
+    b: str
+    added: tuple[str, ...]  # components on in b and not in a (for this task)
+    result: PooledResult | None = None
+    mcnemar: list[McNemarResult] | None = None
+    p_holm: float | None = None
+    note: str = ""  # why there is no verdict (n/a, missing trials, learned nothing)
+
+    @property
+    def name(self) -> str:
+        return f"{self.a} → {self.b}"
+
+    @property
+    def verdict(self) -> str:
+        if self.result is None:
+            return "no verdict"
+        return verdict(self.result, alpha=ALPHA, p_adjusted=self.p_holm)
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in ("helps", "hurts")
+
+
+def _pairs(configurations: Sequence[Configuration], task: str) -> list[tuple[Configuration, Configuration]]:
+    """(a, b): b adds one component to a, or a is the baseline; in design order, each once."""
+    baseline = next((c for c in configurations if not c.components), None)
+    pairs, seen = [], set()
+    for b in configurations:
+        candidates = [a for a in configurations
+                      if a.components < b.components and len(b.components - a.components) == 1]
+        if baseline is not None and baseline is not b and baseline not in candidates:
+            candidates.append(baseline)
+        for a in candidates:
+            if (a.label, b.label) not in seen:
+                seen.add((a.label, b.label))
+                pairs.append((a, b))
+    return pairs
+
+
+def _planned(records: dict[str, TrialRecord], plan: Plan, *, model: str, task: str,
+             components: frozenset[str]) -> dict[int, TrialRecord]:
+    """Finished trials of this configuration, by seed (every language in training)."""
+    ordered = REGISTRY.ordered(components)
+    return {t.seed: records[t.key] for t in plan.trials
+            if t.model == model and t.task == task and t.components == ordered
+            and t.heldout_language is None and t.role == "planned" and t.key in records}
+
+
+def contrasts(plan: Plan, records: Sequence[TrialRecord], *, models: Sequence[str],
+              n_resamples: int = 2000) -> list[Contrast]:
+    """Every contrast of the plan with its paired result, Holm-adjusted across all of them."""
+    finished = {r.key: r for r in records if r.status == "FINISHED" and plan.owns(r)}
+    out: list[Contrast] = []
+    for model in models:
+        for task in plan.tasks:
+            seen: set[tuple[frozenset[str], frozenset[str]]] = set()
+            for a, b in _pairs(plan.configurations, task):
+                on_a, on_b = a.effective(task), b.effective(task)
+                if on_a == on_b:
+                    out.append(Contrast(task, model, a.label, b.label, (), note=(
+                        f"n/a: {', '.join(sorted(b.components - a.components))} "
+                        f"does not apply to {task}")))
+                    continue
+                if (on_a, on_b) in seen:  # the same two trials under other design labels
+                    continue
+                seen.add((on_a, on_b))
+                contrast = Contrast(task, model, REGISTRY.label(on_a), REGISTRY.label(on_b),
+                                    REGISTRY.ordered(on_b - on_a))
+                out.append(contrast)
+                side_a = _planned(finished, plan, model=model, task=task, components=on_a)
+                side_b = _planned(finished, plan, model=model, task=task, components=on_b)
+                seeds = sorted(set(side_a) & set(side_b))
+                if not seeds:
+                    contrast.note = "no verdict: trials missing"
+                    continue
+                trials = [side_a[s] for s in seeds] + [side_b[s] for s in seeds]
+                degenerate = [t for t in trials if t.degenerate]
+                if degenerate:
+                    contrast.note = (f"no verdict: {len(degenerate)} of {len(trials)} trials "
+                                     "learned nothing")
+                    continue
+                _compare(contrast, [(side_a[s], side_b[s]) for s in seeds], n_resamples)
+    tested = {id(c): c.result.p_value for c in out if c.result is not None}
+    for key, p in holm(tested).items():
+        next(c for c in out if id(c) == key).p_holm = p
+    return out
+
+
+def _compare(contrast: Contrast, pairs: list[tuple[TrialRecord, TrialRecord]],
+             n_resamples: int) -> None:
+    aligned = [align(a.predictions, b.predictions) for a, b in pairs]
+    grouped = all(p.group is not None for p in aligned) and len(set(aligned[0].group)) > 1
+    contrast.result = pooled_over_seeds(aligned, n_resamples=n_resamples,
+                                        groups="group" if grouped else None)
+    contrast.mcnemar = [mcnemar_test(p) for p in aligned]
+
+
+def sentence(contrast: Contrast) -> str:
+    """One line a reader can quote: the difference, its intervals, the tests, the verdict."""
+    head = f"{contrast.task} {contrast.name}"
+    if contrast.result is None:
+        return f"{head}: {contrast.note}."
+    r = contrast.result
+    seeds = f"{r.n_seeds} seed{'s' if r.n_seeds > 1 else ''}"
+    spread = (f", seed t-interval [{r.t_low:+.3f}, {r.t_high:+.3f}]"
+              if r.t_low is not None and r.t_high is not None else "")
+    discordant = (sum(m.b01 for m in contrast.mcnemar), sum(m.b10 for m in contrast.mcnemar))
+    mid_p = float(np.median([m.mid_p for m in contrast.mcnemar]))
+    tests = (f"bootstrap p {format_p(r.p_value)}, Holm p {format_p(contrast.p_holm)}; McNemar "
+             f"{discordant[0]} vs {discordant[1]} discordant rows, median mid-p {format_p(mid_p)}")
+    outcome = contrast.verdict
+    if outcome == "no detectable difference":
+        return (f"{head}: no detectable difference (Δ F1 {r.difference:+.3f}, 95% CI "
+                f"[{r.low:+.3f}, {r.high:+.3f}]{spread}; {seeds}; {tests}).")
+    return (f"{head}: {'+'.join(contrast.added)} {outcome} (Δ F1 {r.difference:+.3f}, 95% CI "
+            f"[{r.low:+.3f}, {r.high:+.3f}]{spread}; {seeds}; {tests}).")
+
+
+__all__ = ["ALPHA", "Contrast", "contrasts", "format_p", "sentence"]
