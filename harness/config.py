@@ -258,6 +258,43 @@ class StudyConfig(Strict):
     max_retry: Annotated[int, Field(ge=0)] = 2
 
 
+class SeedsConfig(Strict):
+    """`seeds: [0, 1, 2]` or `seeds: {values: [0, 1, 2], vary_split: true}`. A seed changes the
+    adapter's initialisation and the order of training rows; with `vary_split` it also changes
+    the QR checker's fold split. The evaluation rows never change with the seed, so every seed
+    is scored on the same rows (what paired comparisons need)."""
+
+    values: list[int] = [0]
+    vary_split: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must list at least one value")
+            return {"values": value}
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _non_empty_unique(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("must list at least one value")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a value twice")
+        return value
+
+    def __iter__(self):  # noqa: ANN204 - iterate the seed values, as the list form reads
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> int:
+        return self.values[index]
+
+
 class SweepConfig(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "ablation"
     data: DataConfig = DataConfig()
@@ -268,13 +305,13 @@ class SweepConfig(Strict):
     scoring: ScoringConfig = ScoringConfig()
     components: ComponentsConfig = ComponentsConfig()
     design: DesignConfig = DesignConfig()
-    seeds: list[int] = [0]
+    seeds: SeedsConfig = SeedsConfig()
     tracking: TrackingConfig = TrackingConfig()
     study: StudyConfig = StudyConfig()
     cache_dir: Path = Path(".harness/cache")
     reports_dir: Path = Path("reports")
 
-    @field_validator("tasks", "seeds")
+    @field_validator("tasks")
     @classmethod
     def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
         if not value:

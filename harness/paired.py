@@ -255,6 +255,30 @@ def pooled_f1(frames: Sequence[pd.DataFrame], *, n_resamples: int = 2000, seed: 
                       method=_method(n_groups).replace("paired ", ""))
 
 
+def bootstrap_system_f1(systems: Sequence[Sequence[pd.DataFrame]], *, n_resamples: int = 2000,
+                        seed: int = 0, groups: Groups = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seed-averaged F1 of several systems on the same rows, and its bootstrap distribution.
+
+    ``systems[i]`` lists system i's prediction tables (one per seed). Returns (point, boot):
+    point has one F1 per system, boot is (n_resamples, systems), every system and seed under the
+    same resample of rows (or of groups), so any contrast of systems can be bootstrapped from it.
+    """
+    _check_options(n_resamples, 0.95)
+    frames = [frame for system in systems for frame in system]
+    if not frames:
+        raise ValueError("bootstrap_system_f1 needs at least one prediction table")
+    pairs = [align(frames[0], frame) for frame in frames]
+    columns = _count_columns(pairs[0].labels, np.stack([pair.pred_b for pair in pairs]))
+    codes, _ = _group_codes(pairs[0], groups)
+    f1 = _f1(columns.sum(axis=0))
+    boot = _bootstrap_f1(columns, codes, n_resamples, seed)
+    bounds = np.cumsum([0, *(len(system) for system in systems)])
+    point = np.array([f1[a:b].mean() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    means = np.stack([boot[:, a:b].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+                     axis=1)
+    return point, means
+
+
 # A trial predicting "yes" (or "no") on more than this share of rows learned (nearly) one class.
 ONE_CLASS_SHARE = 0.98
 

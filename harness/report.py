@@ -24,10 +24,11 @@ from harness.cache import atomic_write
 from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.data.prepare import PreparedData
+from harness.design import make_design
 from harness.paired import CellResult, pooled_f1
 from harness.plan import Plan, models_of
 from harness.record import TrialRecord
-from harness.verdicts import contrasts, format_p, sentence
+from harness.verdicts import contrasts, factorial_estimates, format_p, sentence
 
 
 def make_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -202,6 +203,30 @@ def _comparisons(results: _Records, models: Sequence[str]) -> list[str]:
             *(f"- {sentence(c)}" for c in found if c.result is not None or "learned" in c.note)]
 
 
+def _effects_table(results: _Records, config: SweepConfig, model: str, task: str) -> str:
+    """Factorial main effects and two-factor interactions (grid and fractional designs)."""
+    if config.design.kind not in ("grid", "fractional"):
+        return ""
+    effects = factorial_estimates(results.plan, results.all, model=model, task=task,
+                                  switches=config.design.switches)
+    if not effects:
+        return ""
+    fraction = getattr(make_design(config.design), "design", None)  # a FractionalDesign
+    aliases = fraction.aliases if fraction is not None else {}
+    by_name = {effect: [a for a in aliased if a.count(":") <= 1] for effect, aliased in aliases.items()}
+    rows = []
+    for e in effects:
+        t = f"[{e.t_low:+.3f}, {e.t_high:+.3f}]" if e.t_low is not None else "–"
+        excludes = e.low > 0 or e.high < 0
+        rows.append([e.name, f"{e.estimate:+.3f}", f"[{e.low:+.3f}, {e.high:+.3f}]", t,
+                     "yes" if excludes else "no", ", ".join(by_name.get(e.name, [])) or ""])
+    return ("Mean F1 with the switch on minus off (for A:B, the interaction), over the design's "
+            "runs; 95% CI from a bootstrap over query groups shared by every run and seed, seed "
+            "t-interval with 3 or more seeds. Not corrected for multiple comparisons.\n\n"
+            + make_table(["effect", "estimate", "95% CI", "seed t-interval", "CI excludes 0",
+                          "aliased with"], rows))
+
+
 def _quality_table(results: _Records, model: str, task: str) -> str:
     """Beside F1: precision, recall, ROC-AUC and the share predicted "yes" (mean over seeds)."""
     rows = []
@@ -276,7 +301,7 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
         "",
         f"Design **{config.design.kind}** over {', '.join(config.design.switches) or 'no switches'}"
         + (f" (always on: {', '.join(config.design.always_on)})" if config.design.always_on else "")
-        + f"; seeds {config.seeds}; data: {data_source}; evaluated on {', '.join(eval_names)}. "
+        + f"; seeds {config.seeds.values}; data: {data_source}; evaluated on {', '.join(eval_names)}. "
         "Cells are F1 of the positive class, `mean [95% CI, sd]`: the mean over seeds, a "
         "bootstrap interval over query groups of the evaluation rows (one resample shared by "
         "every seed: row uncertainty only) and the seed-to-seed standard deviation (training "
@@ -288,6 +313,9 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
         sections += ["", f"## Model `{model}`", "", _ablation_table(results, tasks, model)]
         sections += _comparisons(results, [model])
         for task in tasks:
+            table = _effects_table(results, config, model, task)
+            if table:
+                sections += ["", f"### {task}: factorial effects", "", table]
             table = _quality_table(results, model, task)
             if table:
                 sections += ["", f"### {task}: precision, recall, ROC-AUC, predicted-yes share", "",

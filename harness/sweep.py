@@ -231,7 +231,7 @@ def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
     models = models_of(config)
     log(f"Sweep '{config.name}': design {config.design.kind}, {len(plan.configurations)} "
         f"configurations, {len(plan.trials)} trials (tasks {', '.join(config.tasks)}, "
-        f"seeds {config.seeds}, models {models})")
+        f"seeds {config.seeds.values}, models {models})")
     if config.design.kind == "fractional":
         log(plan.description)
     for spec in plan.trials:

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.components import REGISTRY
-from harness.design import Configuration
+from harness.design import Configuration, factorial_effects
 from harness.paired import (
     McNemarResult,
     PooledResult,
     align,
+    bootstrap_system_f1,
     holm,
     mcnemar_test,
     pooled_over_seeds,
@@ -31,6 +32,7 @@ from harness.paired import (
 )
 from harness.plan import Plan
 from harness.record import TrialRecord
+from harness.stats import percentile_interval, seed_interval
 
 ALPHA = 0.05
 
@@ -140,6 +142,62 @@ def _compare(contrast: Contrast, pairs: list[tuple[TrialRecord, TrialRecord]],
     contrast.mcnemar = [mcnemar_test(p) for p in aligned]
 
 
+@dataclass
+class Effect:
+    """A factorial main effect or two-factor interaction on F1, with its intervals."""
+
+    name: str  # "HCT" or "LT:HCT"
+    estimate: float
+    low: float
+    high: float
+    t_low: float | None = None  # over seeds (>= 3 seeds): training variance
+    t_high: float | None = None
+
+
+def factorial_estimates(plan: Plan, records: Sequence[TrialRecord], *, model: str, task: str,
+                        switches: Sequence[str], n_resamples: int = 2000) -> list[Effect]:
+    """Main effects and two-factor interactions of a grid or fractional design on `task`:
+    mean F1 at +1 minus mean at -1 (harness.design.factorial_effects), with a bootstrap interval
+    over query groups (one resample for every run and seed) and, with >= 3 seeds, a t-interval
+    of the per-seed estimates. Switches that do not apply to `task` are left out. Empty when
+    the design has no coded levels or a run has no finished trials."""
+    configurations = [c for c in plan.configurations if c.coded is not None]
+    if not configurations or len(configurations) != len(plan.configurations):
+        return []
+    columns = [j for j, name in enumerate(switches) if REGISTRY[name].applies_to(task)]
+    if not columns:
+        return []
+    finished = {r.key: r for r in records if r.status == "FINISHED" and plan.owns(r)}
+    runs = []
+    for configuration in configurations:
+        by_seed = _planned(finished, plan, model=model, task=task,
+                           components=configuration.effective(task))
+        if not by_seed or any(r.degenerate for r in by_seed.values()):
+            return []
+        runs.append(by_seed)
+    seeds = sorted(set.intersection(*(set(r) for r in runs)))
+    if not seeds:
+        return []
+    coded = np.array([[c.coded[j] for j in columns] for c in configurations])
+    names = [switches[j] for j in columns]
+    systems = [[run[s].predictions for s in seeds] for run in runs]
+    grouped = all("group" in f for f in systems[0]) and systems[0][0]["group"].nunique() > 1
+    point, boot = bootstrap_system_f1(systems, n_resamples=n_resamples,
+                                      groups="group" if grouped else None)
+    estimates = factorial_effects(coded, point, names=names)
+    resampled = [factorial_effects(coded, row, names=names) for row in boot]
+    per_seed = [factorial_effects(coded, np.array([run[s].metrics["f1"] for run in runs]),
+                                  names=names) for s in seeds]
+    effects = []
+    for name, estimate in estimates.items():
+        low, high = percentile_interval(np.array([r[name] for r in resampled]))
+        effect = Effect(name, estimate, low, high)
+        if len(seeds) >= 3:
+            effect.t_low, effect.t_high = seed_interval([e[name] for e in per_seed])
+        effects.append(effect)
+    return effects
+
+
 def sentence(contrast: Contrast) -> str:
     """One line a reader can quote: the difference, its intervals, the tests, the verdict."""
     head = f"{contrast.task} {contrast.name}"
@@ -161,4 +219,4 @@ def sentence(contrast: Contrast) -> str:
             f"[{r.low:+.3f}, {r.high:+.3f}]{spread}; {seeds}; {tests}).")
 
 
-__all__ = ["ALPHA", "Contrast", "contrasts", "format_p", "sentence"]
+__all__ = ["ALPHA", "Contrast", "Effect", "contrasts", "factorial_estimates", "format_p", "sentence"]

@@ -138,3 +138,14 @@ def test_model_backed_stage_keys_follow_the_dtype(name, settings):
         return REGISTRY[name].key_settings(spec.context().settings(name), spec.context())
 
     assert stage_key("bfloat16") != stage_key("float32")
+
+
+def test_vary_split_changes_only_the_qr_fold_split_of_later_seeds():
+    def key(seed: int, vary: bool, components=("QR",)) -> str:
+        config = parse_config({"seeds": {"values": [0, 1], "vary_split": vary}})
+        return resolve_trial(config, task="QC", components=components, seed=seed, model="tiny",
+                             fingerprints=FINGERPRINTS).key
+
+    assert key(0, True) == key(0, False)  # seed 0 folds with seed 0 either way
+    assert key(1, True) != key(1, False)
+    assert key(1, True, ("LT",)) == key(1, False, ("LT",))

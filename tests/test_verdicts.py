@@ -110,3 +110,24 @@ def test_paired_interval_matches_a_slow_reference_loop():
     low, high = np.percentile(differences, [2.5, 97.5])
     assert result.low == pytest.approx(low, abs=0.006)
     assert result.high == pytest.approx(high, abs=0.006)
+
+
+def test_factorial_effects_recover_a_planted_main_effect_and_no_interaction():
+    from harness.stats import binary_scores
+    from harness.verdicts import factorial_estimates
+
+    config = parse_config({"tasks": ["QC", "QI"], "seeds": [0, 1, 2],
+                           "design": {"kind": "grid", "switches": ["LT", "HCT", "SIT"]}})
+    plan, recs = records(config, {"baseline": 0.75, "LT": 0.75, "HCT": 0.9, "LT+HCT": 0.9,
+                                  "SIT": 0.75, "LT+SIT": 0.75})
+    effects = {e.name: e for e in factorial_estimates(plan, recs, model="tiny", task="QC",
+                                                      switches=["LT", "HCT", "SIT"])}
+    assert set(effects) == {"LT", "HCT", "LT:HCT"}  # SIT does not apply to QC
+    f1 = {label: np.mean([binary_scores(r.predictions["label"], r.predictions["prediction"]).f1
+                          for r in recs if r.label == label and r.task == "QC"])
+          for label in ("baseline", "LT", "HCT", "LT+HCT")}
+    expected = (f1["HCT"] + f1["LT+HCT"]) / 2 - (f1["baseline"] + f1["LT"]) / 2
+    hct = effects["HCT"]
+    assert hct.estimate == pytest.approx(expected) and hct.low > 0.08 and hct.t_low > 0
+    assert effects["LT"].low < 0 < effects["LT"].high
+    assert effects["LT:HCT"].low < 0 < effects["LT:HCT"].high

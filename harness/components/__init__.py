@@ -6,7 +6,7 @@ trial keys, MLflow params, the tokenizer's markers, the `tag` command and the re
 component list from here. See docs/architecture.md, "How to add a component".
 """
 
-from harness.components import cot, dg, hct, icl, lt, qr, sit, tr
+from harness.components import cot, dg, hct, icl, lt, placebo, qr, sit, tr
 from harness.components.base import Component, Context, PromptParts, Registry, RowsResult
 
 REGISTRY = Registry([
@@ -18,6 +18,7 @@ REGISTRY = Registry([
     dg.DescriptionGeneration(),
     icl.InContextLearning(),
     cot.ChainOfThought(),
+    placebo.Placebo(),
 ])
 
 __all__ = ["REGISTRY", "Component", "Context", "PromptParts", "Registry", "RowsResult"]

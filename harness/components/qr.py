@@ -326,8 +326,10 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else 0.0
 
 
-def score_audit(audit: pd.DataFrame, *, truth: pd.DataFrame) -> pd.DataFrame:
-    """Flagging quality against noise ground truth, per language and "all"."""
+def score_audit(audit: pd.DataFrame, *, truth: pd.DataFrame, by_label: bool = False) -> pd.DataFrame:
+    """Flagging quality against noise ground truth, per language and "all" (with `by_label`,
+    per language and label). `correct_removed` counts rows whose label was right but that QR
+    removed anyway: over-pruning."""
     noisy_by_id = pd.Series(truth["noisy"].astype(bool).to_numpy(),
                             index=truth["id"].astype(str).to_numpy())
     ids = audit["id"].astype(str)
@@ -338,14 +340,24 @@ def score_audit(audit: pd.DataFrame, *, truth: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({"language": audit["language"].astype(str).to_numpy(),
                           "flagged": audit["flagged"].astype(bool).to_numpy(),
                           "noisy": noisy_by_id.loc[ids].to_numpy()})
+    if by_label:
+        keys = ["language", "label"]
+        frame["label"] = audit["label"].astype(str).to_numpy()
+        groups = [*frame.groupby(keys, sort=True),
+                  *((("all", label), part) for label, part in frame.groupby("label", sort=True))]
+    else:
+        keys = ["language"]
+        groups = [*(((language,), part) for language, part in frame.groupby("language", sort=True)),
+                  (("all",), frame)]
     records = []
-    groups = [(lang, part) for lang, part in frame.groupby("language", sort=True)]
-    for name, part in [*groups, ("all", frame)]:
+    for name, part in groups:
         flagged, noisy = int(part["flagged"].sum()), int(part["noisy"].sum())
         hits = int((part["flagged"] & part["noisy"]).sum())
         precision, recall = _ratio(hits, flagged), _ratio(hits, noisy)
-        records.append({"language": name, "flagged": flagged, "noisy": noisy,
-                        "true_positives": hits, "precision": precision, "recall": recall,
+        records.append({**dict(zip(keys, name, strict=True)), "rows": len(part),
+                        "flagged": flagged, "noisy": noisy, "true_positives": hits,
+                        "correct_removed": flagged - hits,
+                        "precision": precision, "recall": recall,
                         "f1": _ratio(2 * precision * recall, precision + recall)})
     return pd.DataFrame(records)
 
@@ -443,8 +455,12 @@ class QualityRefinement(Component):
     version = "1"
     settings = QRConfig
 
+    def key_settings(self, settings: QRConfig, context: Context) -> dict[str, Any]:
+        return {**settings.model_dump(mode="json"), "fold_seed": _fold_seed(context)}
+
     def apply(self, train: pd.DataFrame, settings: QRConfig, context: Context) -> RowsResult:
         p_yes = None
+        fold_seed = _fold_seed(context)
         if settings.use_model:
             if context.checker is None:
                 raise ValueError("QR.use_model needs a checker")
@@ -453,11 +469,11 @@ class QualityRefinement(Component):
             p_yes = context.cache.get_or_compute(
                 "QR-checker", version=CHECKER_VERSION,
                 params={"folds": settings.folds, "in_sample": settings.in_sample,
-                        "seed": context.seed,
+                        "seed": context.seed, "fold_seed": fold_seed,
                         "checker": context.trial.checker_identity(settings.checker_model)},
                 inputs=[fingerprint],
                 compute=lambda: out_of_fold_p_yes(train, fit_predict=context.checker,
-                                                  folds=settings.folds, seed=context.seed,
+                                                  folds=settings.folds, seed=fold_seed,
                                                   in_sample=settings.in_sample),
                 kind="array")
         result = refine(train, task=context.task, config=settings, p_yes=p_yes)
@@ -470,10 +486,18 @@ class QualityRefinement(Component):
                                              indent=2)}
         if context.truth is not None:
             scored = score_audit(audit, truth=context.truth)
+            by_label = score_audit(audit, truth=context.truth, by_label=True)
             artifacts["qr/audit_scores.csv"] = scored
+            artifacts["qr/audit_scores_by_label.csv"] = by_label
             for _, row in scored.iterrows():
                 for name in ("precision", "recall", "f1"):
                     metrics[f"qr/{name}/{row['language']}"] = float(row[name])
+                metrics[f"qr/correct_removed/{row['language']}"] = float(row["correct_removed"])
+                metrics[f"qr/correct_removed_fraction/{row['language']}"] = (
+                    float(row["correct_removed"]) / max(1, row["rows"] - row["noisy"]))
+            for _, row in by_label.iterrows():
+                for name in ("precision", "recall"):
+                    metrics[f"qr/{name}/{row['language']}/label{row['label']}"] = float(row[name])
         return RowsResult(kept=result.kept, metrics=metrics, artifacts=artifacts)
 
     def model_fits(self, settings: QRConfig) -> int:
@@ -497,12 +521,33 @@ class QualityRefinement(Component):
                 continue
             languages = sorted({k.rsplit("/", 1)[1] for k in runs[0].metrics
                                 if k.startswith("qr/precision/")}, key=lambda x: (x == "all", x))
-            rows = [[language, *(f"{np.mean([r.metrics.get(f'qr/{m}/{language}', np.nan) for r in runs]):.3f}"
-                                 for m in ("precision", "recall", "f1"))] for language in languages]
+            metrics = ("precision", "recall", "f1", "precision/{0}/label0", "recall/{0}/label0",
+                       "precision/{0}/label1", "recall/{0}/label1", "correct_removed_fraction")
+
+            rows = [[language, *(_mean_metric(runs, m, language) for m in metrics)]
+                    for language in languages]
             removed = np.mean([r.metrics.get("qr/removed_fraction", np.nan) for r in runs])
             sections.append((f"QR audit ({task})",
                              f"QR removed {removed:.1%} of training rows on average. Flagging "
                              "scored against the injected-noise ground truth (mean over the "
-                             f"{len(runs)} QR trials of this plan):\n\n"
-                             + make_table(["language", "precision", "recall", "F1"], rows)))
+                             f"{len(runs)} QR trials of this plan), per language and per label "
+                             "(label 0: rows labelled irrelevant; label 1: relevant). The last "
+                             "column is the share of correctly labelled rows QR removed anyway "
+                             "(over-pruning):\n\n"
+                             + make_table(["language", "precision", "recall", "F1",
+                                           "precision (label 0)", "recall (label 0)",
+                                           "precision (label 1)", "recall (label 1)",
+                                           "correct rows removed"], rows)))
         return sections
+
+
+def _mean_metric(runs: list, metric: str, language: str) -> str:
+    """Mean over runs of `qr/<metric>/<language>` (or the metric with `{0}` = language)."""
+    name = f"qr/{metric.format(language)}" if "{0}" in metric else f"qr/{metric}/{language}"
+    values = [r.metrics[name] for r in runs if name in r.metrics]
+    return f"{np.mean(values):.3f}" if values else "–"
+
+
+def _fold_seed(context: Context) -> int:
+    """The checker's fold split follows the trial seed only with `seeds.vary_split`."""
+    return context.seed if context.config.seeds.vary_split else 0

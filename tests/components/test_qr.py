@@ -541,3 +541,16 @@ def test_read_predictions_errors(tmp_path, text: str, message: str) -> None:
 def test_read_predictions_missing_file(tmp_path) -> None:
     with pytest.raises(DataError, match="no such predictions file"):
         read_predictions(tmp_path / "nope.jsonl")
+
+
+def test_score_audit_by_label_counts_over_pruning() -> None:
+    audit = pd.DataFrame({"id": ["1", "2", "3", "4", "5"], "language": ["en"] * 4 + ["ko"],
+                          "label": [0, 0, 1, 1, 1],
+                          "flagged": [True, True, True, False, True]})
+    truth = pd.DataFrame({"id": ["1", "2", "3", "4", "5"],
+                          "noisy": [True, False, False, True, False]})
+    table = score_audit(audit, truth=truth, by_label=True).set_index(["language", "label"])
+    assert table.loc[("en", "0"), ["flagged", "true_positives", "correct_removed"]].tolist() == [2, 1, 1]
+    assert table.loc[("en", "1"), ["precision", "recall"]].tolist() == [0.0, 0.0]
+    assert table.loc[("all", "1"), ["rows", "flagged", "correct_removed"]].tolist() == [3, 2, 2]
+    assert score_audit(audit, truth=truth).set_index("language").loc["all", "correct_removed"] == 3

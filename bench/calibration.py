@@ -1,0 +1,119 @@
+"""How sure are the report's verdicts? Repeated A/A, placebo and planted-effect comparisons.
+
+Runs one real sweep on the built-in benchmark with the tiny model: a grid over PLACEBO (the same
+uninformative words after every query) and TR (the query translated to English: on the built-in
+benchmark its lexicon knows every word, an effect of known positive direction) with many seeds.
+Then, with exactly the test the report uses for its significance marker (paired cluster
+bootstrap over query groups, 95%, one seed per comparison — the least protected case, before
+any Holm correction):
+
+* A/A: baseline seed 2k against baseline seed 2k+1 (same rows, another adapter init and order);
+* placebo: X against X+PLACEBO under the same seed, for X = baseline and TR;
+* planted: baseline against TR under the same seed.
+
+It prints the share of null (A/A + placebo) comparisons marked significant, with its
+Clopper-Pearson 95% interval (goal: at most 5%), and for the planted effect the share marked
+significant with the right sign (power).
+
+    python bench/calibration.py [--seeds 12] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from statsmodels.stats.proportion import proportion_confint
+
+from harness.config import parse_config
+from harness.paired import align, pooled_over_seeds, verdict
+from harness.record import TrialRecord
+from harness.sweep import run_sweep
+from harness.tracking import Tracker, load_predictions, trial_records
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = {"name": "tiny", "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                                 "num_kv_heads": 1, "intermediate_size": 64, "vocab_size": 600}}
+
+
+def sweep_config(root: Path, seeds: int):
+    return parse_config({
+        "name": "calibration",
+        "data": {"source": "synth", "synth": {"scale": "tiny", "seed": 0}},
+        "tasks": ["QC", "QI"],
+        "model": TINY,
+        "lora": {"r": 8, "alpha": 16, "train_embeddings": True, "train_lm_head": True},
+        "training": {"epochs": 6, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
+        "scoring": {"predict_unlabelled": False},
+        "design": {"kind": "grid", "switches": ["PLACEBO", "TR"]},
+        "seeds": list(range(seeds)),
+        "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
+        "study": {"storage": f"sqlite:///{root / 'study.db'}"},
+        "cache_dir": str(root / "cache"),
+        "reports_dir": str(root / "reports"),
+    })
+
+
+def marked(a: TrialRecord, b: TrialRecord) -> str:
+    """The report's marker for one single-seed comparison: helps / hurts / no detectable difference."""
+    result = pooled_over_seeds([align(a.predictions, b.predictions)], groups="group")
+    return verdict(result, p_adjusted=result.p_value)
+
+
+def comparisons(records: list[TrialRecord], seeds: int) -> dict[str, list[str]]:
+    """Marker outcomes per kind; a comparison with a trial that learned nothing is skipped."""
+    by = {(r.task, r.label, r.seed): r for r in records if r.role == "planned"}
+    pairs: dict[str, list[tuple]] = {"A/A": [], "placebo": [], "planted TR": []}
+    for task in ("QC", "QI"):
+        for seed in range(0, seeds - 1, 2):
+            pairs["A/A"].append(((task, "baseline", seed), (task, "baseline", seed + 1)))
+        for seed in range(seeds):
+            pairs["placebo"].append(((task, "baseline", seed), (task, "PLACEBO", seed)))
+            pairs["placebo"].append(((task, "TR", seed), (task, "TR+PLACEBO", seed)))
+            pairs["planted TR"].append(((task, "baseline", seed), (task, "TR", seed)))
+    return {name: [marked(by[a], by[b]) for a, b in items if a in by and b in by]
+            for name, items in pairs.items()}
+
+
+def share(hits: int, total: int) -> str:
+    low, high = proportion_confint(hits, total, alpha=0.05, method="beta")
+    return f"{hits}/{total} = {hits / total:.1%} (95% CI {low:.1%}–{high:.1%})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="calibration-"))
+    config = sweep_config(root, args.seeds)
+    started = time.perf_counter()
+    run_sweep(config, progress=False, report=False)
+    tracker = Tracker(uri=config.tracking.uri, experiment=config.name)
+    records = trial_records(tracker, config.name)
+    degenerate = [r.name for r in records if r.degenerate]
+    records = [r for r in records if not r.degenerate]
+    load_predictions(tracker, records)
+    found = comparisons(records, args.seeds)
+    null = found["A/A"] + found["placebo"]
+    print(f"\nCalibration: {args.seeds} seeds, {len(records)} trials used "
+          f"({len(degenerate)} that learned nothing left out), {time.perf_counter() - started:.0f} s; "
+          f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"- false positives (A/A + placebo marked significant): "
+          f"{share(sum(v != 'no detectable difference' for v in null), len(null))}")
+    for name in ("A/A", "placebo"):
+        values = found[name]
+        print(f"  - {name}: {share(sum(v != 'no detectable difference' for v in values), len(values))}")
+    planted = found["planted TR"]
+    print(f"- power (planted TR found helping): {share(sum(v == 'helps' for v in planted), len(planted))}; "
+          f"found hurting: {sum(v == 'hurts' for v in planted)}")
+
+
+if __name__ == "__main__":
+    main()
