@@ -258,6 +258,14 @@ class StudyConfig(Strict):
     max_retry: Annotated[int, Field(ge=0)] = 2
 
 
+def non_empty_unique(value: list[Any]) -> list[Any]:
+    if not value:
+        raise ValueError("must list at least one value")
+    if len(set(value)) != len(value):
+        raise ValueError("lists a value twice")
+    return value
+
+
 class SeedsConfig(Strict):
     """`seeds: [0, 1, 2]` or `seeds: {values: [0, 1, 2], vary_split: true}`. A seed changes the
     adapter's initialisation and the order of training rows; with `vary_split` it also changes
@@ -276,14 +284,7 @@ class SeedsConfig(Strict):
             return {"values": value}
         return value
 
-    @field_validator("values")
-    @classmethod
-    def _non_empty_unique(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("must list at least one value")
-        if len(set(value)) != len(value):
-            raise ValueError("lists a value twice")
-        return value
+    _non_empty_unique = field_validator("values")(classmethod(lambda cls, v: non_empty_unique(v)))
 
     def __iter__(self):  # noqa: ANN204 - iterate the seed values, as the list form reads
         return iter(self.values)
@@ -311,14 +312,7 @@ class SweepConfig(Strict):
     cache_dir: Path = Path(".harness/cache")
     reports_dir: Path = Path("reports")
 
-    @field_validator("tasks")
-    @classmethod
-    def _non_empty_unique(cls, value: list[Any]) -> list[Any]:
-        if not value:
-            raise ValueError("must list at least one value")
-        if len(set(value)) != len(value):
-            raise ValueError("lists a value twice")
-        return value
+    _non_empty_unique = field_validator("tasks")(classmethod(lambda cls, v: non_empty_unique(v)))
 
     @model_validator(mode="after")
     def _components_apply(self) -> SweepConfig:
