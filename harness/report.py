@@ -307,7 +307,9 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
         "every seed: row uncertainty only) and the seed-to-seed standard deviation (training "
         "variance; absent with one seed). ⚠ marks a cell with a trial that learned nothing. "
         "Components that do not apply to a task are ignored for that task, so such rows repeat "
-        "a trial.",
+        "a trial."
+        + (" With one seed the intervals carry no training variance." if len(config.seeds) == 1
+           else ""),
     ]
     for model in models_of(config):
         sections += ["", f"## Model `{model}`", "", _ablation_table(results, tasks, model)]

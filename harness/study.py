@@ -41,7 +41,7 @@ def storage_url(config: SweepConfig, override: str | None) -> str:
     return f"sqlite:///{(config.cache_dir.parent / 'studies.db').resolve()}"
 
 
-def _storage(config: SweepConfig, url: str) -> RDBStorage:
+def rdb_storage(config: SweepConfig, url: str) -> RDBStorage:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def open_study(config: SweepConfig, *, url: str, name: str,
                sampler: optuna.samplers.BaseSampler | None = None,
                pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Open (or create) a study; the main study gets no pruner."""
-    return optuna.create_study(study_name=name, storage=_storage(config, url), load_if_exists=True,
+    return optuna.create_study(study_name=name, storage=rdb_storage(config, url), load_if_exists=True,
                                direction="maximize",
                                sampler=sampler or optuna.samplers.RandomSampler(seed=0),
                                pruner=pruner or optuna.pruners.NopPruner())
