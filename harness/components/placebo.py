@@ -16,7 +16,7 @@ from harness.components.base import Component, Context, Strict
 
 
 class PlaceboConfig(Strict):
-    # The same for every row: no information. Words the prompt template already has.
+    # The same for every row: no information.
     text: str = Field(default="(search query)", min_length=1)
 
 
@@ -29,8 +29,8 @@ class Placebo(Component):
     reads = ()
     combine = "append"
 
+    # No markers: the built-in tokenizer is not retrained for it (a new marker would change every
+    # trial's tokenisation, placebo or not); its words are split with the existing merges.
+
     def apply(self, frame: pd.DataFrame, settings: PlaceboConfig, context: Context) -> pd.Series:
         return pd.Series(settings.text, index=frame.index)
-
-    def markers(self) -> list[str]:
-        return [PlaceboConfig().text]
