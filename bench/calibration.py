@@ -15,7 +15,7 @@ It prints the share of null (A/A + placebo) comparisons marked significant, with
 Clopper-Pearson 95% interval (goal: at most 5%), and for the planted effect the share marked
 significant with the right sign (power).
 
-    python bench/calibration.py [--seeds 12] [--workdir DIR]
+    python bench/calibration.py [--seeds 8] [--scale small] [--max-train-rows 1200] [--epochs 3]
 """
 
 from __future__ import annotations
@@ -38,19 +38,17 @@ from harness.tracking import Tracker, load_predictions, trial_records
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TINY = {"name": "tiny", "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                                 "num_kv_heads": 1, "intermediate_size": 64, "vocab_size": 600}}
-
-
-def sweep_config(root: Path, seeds: int):
+def sweep_config(root: Path, *, seeds: int, scale: str, max_train_rows: int, epochs: float):
     return parse_config({
         "name": "calibration",
-        "data": {"source": "synth", "synth": {"scale": "tiny", "seed": 0}},
+        "data": {"source": "synth", "synth": {"scale": scale, "seed": 0},
+                 "max_train_rows": max_train_rows},
         "tasks": ["QC", "QI"],
-        "model": TINY,
-        "lora": {"r": 8, "alpha": 16, "train_embeddings": True, "train_lm_head": True},
-        "training": {"epochs": 6, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
-        "scoring": {"predict_unlabelled": False},
+        "model": {"name": "tiny"},
+        "lora": {"r": 16, "alpha": 16, "dropout": 0.05, "train_embeddings": True,
+                 "train_lm_head": True},
+        "training": {"epochs": epochs, "learning_rate": 3e-3, "batch_size": 16, "max_length": 384},
+        "scoring": {"batch_size": 64, "predict_unlabelled": False},
         "design": {"kind": "grid", "switches": ["PLACEBO", "TR"]},
         "seeds": list(range(seeds)),
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
@@ -88,11 +86,15 @@ def share(hits: int, total: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--scale", default="small", choices=("tiny", "small", "medium"))
+    parser.add_argument("--max-train-rows", type=int, default=1200)
+    parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="calibration-"))
-    config = sweep_config(root, args.seeds)
+    config = sweep_config(root, seeds=args.seeds, scale=args.scale,
+                          max_train_rows=args.max_train_rows, epochs=args.epochs)
     started = time.perf_counter()
     run_sweep(config, progress=False, report=False)
     tracker = Tracker(uri=config.tracking.uri, experiment=config.name)
@@ -102,7 +104,8 @@ def main() -> None:
     load_predictions(tracker, records)
     found = comparisons(records, args.seeds)
     null = found["A/A"] + found["placebo"]
-    print(f"\nCalibration: {args.seeds} seeds, {len(records)} trials used "
+    print(f"\nCalibration: {args.seeds} seeds, scale {args.scale}, {args.max_train_rows} train rows "
+          f"per task, {args.epochs:g} epochs; {len(records)} trials used "
           f"({len(degenerate)} that learned nothing left out), {time.perf_counter() - started:.0f} s; "
           f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"- false positives (A/A + placebo marked significant): "

@@ -112,6 +112,9 @@ class ModelConfig(Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     trust_remote_code: bool = False
+    # Torch threads while training/scoring on a CPU; null: 1 for the tiny model (its operations
+    # are too small to split), torch's default otherwise. Not part of the trial key.
+    cpu_threads: Annotated[int, Field(gt=0)] | None = None
 
 
 class LoraConfig(Strict):

@@ -60,6 +60,7 @@ def test_partial_threshold_override_names_the_missing_field():
     {"components": {"SIT": {"qc_leaf": False}}},  # SIT is off in this trial
     {"components": {"HCT": {"split": "reference"}}},
     {"model": {"device": "cpu", "trust_remote_code": True}},
+    {"model": {"cpu_threads": 2}},
 ])
 def test_settings_that_cannot_change_the_numbers_keep_the_key(raw):
     assert trial(raw, components=("LT",)).key == trial(components=("LT",)).key

@@ -137,4 +137,4 @@ def load_base_model(*, model: ModelConfig, corpus: Iterable[str] | None,
         yes_id=answer_token_id(tokenizer, "yes", name=model.name),
         no_id=answer_token_id(tokenizer, "no", name=model.name),
         device=device, name=model.name, dtype=dtype,
-        cpu_threads=1 if model.name == "tiny" else None)
+        cpu_threads=model.cpu_threads or (1 if model.name == "tiny" else None))
