@@ -4,8 +4,9 @@ Runs one real sweep on the built-in benchmark with the tiny model: a grid over P
 uninformative words after every query) and TR (the query translated to English: on the built-in
 benchmark its lexicon knows every word, an effect of known positive direction) with many seeds.
 Then, with exactly the test the report uses for its significance marker (paired cluster
-bootstrap over query groups, 95%, one seed per comparison — the least protected case, before
-any Holm correction):
+bootstrap over query groups, 95%, seeds pooled with one shared resample and, from 3 seeds, the
+seed t-interval; before any Holm correction), once with one seed per comparison (the least
+protected case) and once pooled over 3 seeds (the default sweep's case):
 
 * A/A: baseline seed 2k against baseline seed 2k+1 (same rows, another adapter init and order);
 * placebo: X against X+PLACEBO under the same seed, for X = baseline and TR;
@@ -58,25 +59,31 @@ def sweep_config(root: Path, *, seeds: int, scale: str, max_train_rows: int, epo
     })
 
 
-def marked(a: TrialRecord, b: TrialRecord) -> str:
-    """The report's marker for one single-seed comparison: helps / hurts / no detectable difference."""
-    result = pooled_over_seeds([align(a.predictions, b.predictions)], groups="group")
+def marked(pairs: list[tuple[TrialRecord, TrialRecord]]) -> str:
+    """The report's marker for one comparison pooled over its seeds (one pair per seed):
+    helps / hurts / no detectable difference (before any Holm correction)."""
+    result = pooled_over_seeds([align(a.predictions, b.predictions) for a, b in pairs],
+                               groups="group")
     return verdict(result, p_adjusted=result.p_value)
 
 
-def comparisons(records: list[TrialRecord], seeds: int) -> dict[str, list[str]]:
-    """Marker outcomes per kind; a comparison with a trial that learned nothing is skipped."""
+def comparisons(records: list[TrialRecord], seeds: int, *, per: int) -> dict[str, list[str]]:
+    """Marker outcomes per kind, each comparison pooled over `per` seeds (consecutive seed
+    groups); a comparison with a trial that learned nothing is skipped."""
     by = {(r.task, r.label, r.seed): r for r in records if r.role == "planned"}
-    pairs: dict[str, list[tuple]] = {"A/A": [], "placebo": [], "planted TR": []}
+    groups = [list(range(g, g + per)) for g in range(0, seeds - per + 1, per)]
+    cases: dict[str, list[list[tuple]]] = {"A/A": [], "placebo": [], "planted TR": []}
     for task in ("QC", "QI"):
-        for seed in range(0, seeds - 1, 2):
-            pairs["A/A"].append(((task, "baseline", seed), (task, "baseline", seed + 1)))
-        for seed in range(seeds):
-            pairs["placebo"].append(((task, "baseline", seed), (task, "PLACEBO", seed)))
-            pairs["placebo"].append(((task, "TR", seed), (task, "TR+PLACEBO", seed)))
-            pairs["planted TR"].append(((task, "baseline", seed), (task, "TR", seed)))
-    return {name: [marked(by[a], by[b]) for a, b in items if a in by and b in by]
-            for name, items in pairs.items()}
+        for first, second in zip(groups[0::2], groups[1::2], strict=False):
+            cases["A/A"].append([((task, "baseline", s), (task, "baseline", t))
+                                 for s, t in zip(first, second, strict=True)])
+        for group in groups:
+            for a, b in (("baseline", "PLACEBO"), ("TR", "TR+PLACEBO")):
+                cases["placebo"].append([((task, a, s), (task, b, s)) for s in group])
+            cases["planted TR"].append([((task, "baseline", s), (task, "TR", s)) for s in group])
+    return {name: [marked([(by[a], by[b]) for a, b in case]) for case in items
+                   if all(a in by and b in by for a, b in case)]
+            for name, items in cases.items()}
 
 
 def share(hits: int, total: int) -> str:
@@ -102,21 +109,28 @@ def main() -> None:
     degenerate = [r.name for r in records if r.degenerate]
     records = [r for r in records if not r.degenerate]
     load_predictions(tracker, records)
-    found = comparisons(records, args.seeds)
-    null = found["A/A"] + found["placebo"]
     print(f"\nCalibration: {args.seeds} seeds, scale {args.scale}, {args.max_train_rows} train rows "
           f"per task, {args.epochs:g} epochs; {len(records)} trials used "
           f"({len(degenerate)} that learned nothing left out), {time.perf_counter() - started:.0f} s; "
           f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"- false positives (A/A + placebo marked significant): "
-          f"{share(sum(v != 'no detectable difference' for v in null), len(null))}")
-    for name in ("A/A", "placebo"):
-        values = found[name]
-        print(f"  - {name}: {share(sum(v != 'no detectable difference' for v in values), len(values))}")
-    planted = found["planted TR"]
-    print(f"- power (planted TR found helping): {share(sum(v == 'helps' for v in planted), len(planted))}; "
-          f"found hurting: {sum(v == 'hurts' for v in planted)}")
-
+    for per in (1, 3):
+        if per > args.seeds:
+            continue
+        found = comparisons(records, args.seeds, per=per)
+        null = found["A/A"] + found["placebo"]
+        print(f"Comparisons pooled over {per} seed(s):")
+        print(f"- false positives (A/A + placebo marked significant): "
+              f"{share(sum(v != 'no detectable difference' for v in null), len(null))}")
+        for name in ("A/A", "placebo"):
+            values = found[name]
+            if values:
+                print(f"  - {name}: "
+                      f"{share(sum(v != 'no detectable difference' for v in values), len(values))}")
+        planted = found["planted TR"]
+        if planted:
+            print(f"- power (planted TR found helping): "
+                  f"{share(sum(v == 'helps' for v in planted), len(planted))}; "
+                  f"found hurting: {sum(v == 'hurts' for v in planted)}")
 
 if __name__ == "__main__":
     main()
