@@ -20,13 +20,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy.stats import binom
+from scipy.stats import t as student_t
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from harness.stats import percentile_interval, seed_interval
 
 Groups = Sequence[object] | np.ndarray | pd.Series | Literal["group", "language"] | None
-Verdict = Literal["helps", "hurts", "no detectable difference"]
+Verdict = Literal["helps", "hurts", "no detectable difference", "untested: one seed"]
+UNTESTED: Verdict = "untested: one seed"
 
 _CHUNK_CELLS = 2_000_000  # resamples x distinct units held in memory at once
 
@@ -79,12 +81,21 @@ class McNemarResult:
 
 @dataclass(frozen=True)
 class PooledResult:
-    """Mean over seeds of F1(b) − F1(a), with row-bootstrap and (>= 3 seeds) seed t intervals."""
+    """Mean over seeds of F1(b) − F1(a), with row-bootstrap and (>= 3 seeds) seed t intervals.
+
+    [low, high] and p_value are the test the verdict uses: with >= 2 seeds they combine both
+    sources of error (see :func:`pooled_over_seeds`); with one seed they are the row bootstrap's
+    and carry no training variance, so :func:`verdict` withholds a verdict.
+    [rows_low, rows_high] is the row bootstrap alone, [t_low, t_high] the seed spread alone.
+    """
 
     difference: float
     low: float
     high: float
     p_value: float
+    rows_low: float
+    rows_high: float
+    df: float | None  # Welch-Satterthwaite degrees of freedom of the combined interval
     t_low: float | None
     t_high: float | None
     per_seed: tuple[float, ...]
@@ -179,10 +190,15 @@ def pooled_over_seeds(pairs: Sequence[Aligned], *, n_resamples: int = 2000, seed
                       groups: Groups = None, confidence: float = 0.95) -> PooledResult:
     """Mean over seeds of F1(b) − F1(a), for several seeds of one comparison on the same rows.
 
-    [low, high] and p_value come from a bootstrap over rows (or groups, as in
+    [rows_low, rows_high] comes from a bootstrap over rows (or groups, as in
     :func:`paired_f1_difference`) that uses the same resample for every seed and takes the mean
     of the per-seed differences in each resample: row-sampling uncertainty of the seed-averaged
-    difference. With >= 3 seeds, [t_low, t_high] is a Student-t interval over the per-seed
+    difference, with standard error se_rows. The per-seed differences, all on the same rows,
+    vary only with training (adapter init, data order): se_seeds = sd / sqrt(k). With k >= 2
+    seeds, [low, high] is mean ± t(df) · sqrt(se_rows² + se_seeds²), df by Welch-Satterthwaite
+    (se_rows counted as known), and p_value the matching two-sided t test: both sources of error
+    in one interval. With one seed [low, high] and p_value are the row bootstrap's.
+    With >= 3 seeds, [t_low, t_high] is a Student-t interval over the per-seed
     differences (seed-to-seed spread); otherwise None. With >= 5 seeds, permutation_p is an
     exact sign-flip test of mean difference 0 across seeds (all 2^k flips; random 20000 beyond
     16 seeds); its smallest possible value is 2 / 2^k, e.g. 0.0625 for 5 seeds. Pairs may list
@@ -209,10 +225,15 @@ def pooled_over_seeds(pairs: Sequence[Aligned], *, n_resamples: int = 2000, seed
     per_seed = f1[1::2] - f1[0::2]
     boot = _bootstrap_f1(columns, codes, n_resamples, seed)
     means = (boot[:, 1::2] - boot[:, 0::2]).mean(axis=1)
-    low, high = percentile_interval(means, level=confidence)
+    rows_low, rows_high = percentile_interval(means, level=confidence)
+    if len(pairs) >= 2:
+        low, high, p_value, df = _combined_interval(per_seed, float(means.std(ddof=1)), confidence)
+    else:
+        low, high, p_value, df = rows_low, rows_high, _two_sided_p(means), None
     t_low, t_high = seed_interval(per_seed, level=confidence) if len(pairs) >= 3 else (None, None)
     return PooledResult(difference=float(per_seed.mean()), low=low, high=high,
-                        p_value=_two_sided_p(means), t_low=t_low, t_high=t_high,
+                        p_value=p_value, rows_low=rows_low, rows_high=rows_high, df=df,
+                        t_low=t_low, t_high=t_high,
                         per_seed=tuple(float(d) for d in per_seed),
                         permutation_p=_sign_flip_p(per_seed, seed) if len(pairs) >= 5 else None,
                         n=first.n, n_groups=n_groups, n_seeds=len(pairs), method=_method(n_groups),
@@ -319,19 +340,20 @@ def verdict(result: PairedResult | PooledResult, *, alpha: float = 0.05,
             p_adjusted: float | None = None) -> Verdict:
     """"helps" / "hurts" when the interval excludes 0 on that side, else "no detectable difference".
 
-    The interval is the result's own (at its ``confidence``); for a PooledResult the seed
-    t interval, when there is one, must exclude 0 on the same side too. When ``p_adjusted``
-    (e.g. from :func:`holm`) is given it must also be below ``alpha``. The point estimate alone
-    never decides.
+    The interval is the result's own (at its ``confidence``): for a PooledResult of >= 2 seeds
+    the combined rows-and-seeds interval. A PooledResult of one seed gets no verdict
+    (UNTESTED): a row bootstrap cannot see training variance, and on the tiny model such
+    single-seed markers fired on about one null comparison in seven (bench/calibration.py).
+    When ``p_adjusted`` (e.g. from :func:`holm`) is given it must also be below ``alpha``.
+    The point estimate alone never decides.
     """
-    intervals = [(result.low, result.high)]
-    if isinstance(result, PooledResult) and result.t_low is not None and result.t_high is not None:
-        intervals.append((result.t_low, result.t_high))
+    if isinstance(result, PooledResult) and result.n_seeds < 2:
+        return UNTESTED
     if p_adjusted is not None and not p_adjusted < alpha:
         return "no detectable difference"
-    if all(low > 0 for low, _ in intervals):
+    if result.low > 0:
         return "helps"
-    if all(high < 0 for _, high in intervals):
+    if result.high < 0:
         return "hurts"
     return "no detectable difference"
 
@@ -415,6 +437,20 @@ def _bootstrap_f1(columns: np.ndarray, codes: np.ndarray | None, n_resamples: in
         weights = rng.multinomial(len(units), multiplicity / len(units), size=size)
         out.append(_f1(weights @ distinct))
     return np.concatenate(out)
+
+
+def _combined_interval(per_seed: np.ndarray, se_rows: float,
+                       confidence: float) -> tuple[float, float, float, float]:
+    """mean ± t(df)·se with se² = se_rows² + var(per_seed)/k; returns low, high, p, df."""
+    k, mean = len(per_seed), float(per_seed.mean())
+    se_seeds2 = float(per_seed.var(ddof=1)) / k
+    se = float(np.sqrt(se_rows**2 + se_seeds2))
+    if se == 0:
+        return mean, mean, (1.0 if mean == 0 else 0.0), float("inf")
+    df = float("inf") if se_seeds2 == 0 else se**4 / (se_seeds2**2 / (k - 1))
+    half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
+    p_value = float(min(1.0, 2 * student_t.sf(abs(mean) / se, df)))
+    return mean - half, mean + half, p_value, df
 
 
 def _two_sided_p(samples: np.ndarray) -> float:

@@ -183,21 +183,27 @@ def _comparisons(results: _Records, models: Sequence[str]) -> list[str]:
         t = f"[{r.t_low:+.3f}, {r.t_high:+.3f}]" if r.t_low is not None else "–"
         b01, b10 = sum(m.b01 for m in c.mcnemar), sum(m.b10 for m in c.mcnemar)
         mark = " **†**" if c.significant else ""
-        rows.append([c.task, c.name, f"{r.difference:+.3f}", f"[{r.low:+.3f}, {r.high:+.3f}]", t,
-                     f"{b01} / {b10}", f"{format_p(r.p_value)} / {format_p(c.p_holm)}", c.verdict + mark])
+        ci = f"[{r.low:+.3f}, {r.high:+.3f}]" if r.n_seeds > 1 else "–"
+        p = (f"{format_p(r.p_value)} / {format_p(c.p_holm)}" if c.p_holm is not None else "–")
+        rows.append([c.task, c.name, f"{r.difference:+.3f}", ci,
+                     f"[{r.rows_low:+.3f}, {r.rows_high:+.3f}]", t, f"{b01} / {b10}", p,
+                     c.verdict + mark])
     seeds = sorted({c.result.n_seeds for c in tested}) if tested else []
     intro = (f"Each row compares two configurations on the same evaluation rows ({len(tested)} "
-             "tested). Δ F1 is the mean over seeds of the per-seed difference; its 95% CI is a "
-             "paired bootstrap over query groups with one resample shared by every seed; the seed "
-             "t-interval (3 or more seeds) shows the spread across training runs. McNemar counts "
-             "the rows only the second (first) configuration gets right, summed over seeds. p is "
-             "the bootstrap p, then Holm-adjusted over every comparison in this report; **†** "
-             "marks a difference significant after that correction. A verdict needs every "
-             "interval to exclude 0 and Holm p < 0.05.")
-    if seeds == [1]:
-        intro += (" With one seed the intervals carry no training variance: rerun with more "
-                  "`seeds` before trusting a verdict.")
-    table = make_table(["task", "comparison", "Δ F1", "95% CI", "seed t-interval",
+             "tested). Δ F1 is the mean over seeds of the per-seed difference. Its 95% CI holds "
+             "both sources of error: the rows' (a paired bootstrap over query groups with one "
+             "resample shared by every seed: the \"rows only\" column) and training's (the "
+             "spread of the per-seed differences: the \"seeds only\" t-interval, 3 or more "
+             "seeds), added as variances in one t interval (Welch-Satterthwaite degrees of "
+             "freedom). McNemar counts the rows only the second (first) configuration gets "
+             "right, summed over seeds. p is that interval's two-sided t test, then "
+             "Holm-adjusted over every comparison in this report; **†** marks a difference "
+             "significant after that correction. A verdict needs the 95% CI to exclude 0 and "
+             "Holm p < 0.05.")
+    if 1 in seeds:
+        intro += (" A comparison with one seed gets no verdict: its rows-only interval cannot "
+                  "see training variance; rerun with 2 or more `seeds`.")
+    table = make_table(["task", "comparison", "Δ F1", "95% CI", "rows only", "seeds only",
                         "McNemar", "p / Holm p", "verdict"], rows)
     return ["", "### Which component helps", "", intro, "", table, "",
             *(f"- {sentence(c)}" for c in found if c.result is not None or "learned" in c.note)]

@@ -4,11 +4,13 @@ A *contrast* compares two configurations of the plan on the same evaluation rows
 adds a single component to another (the step of a cumulative design, the drop of a
 leave-one-out design, each "does X help" pair of a grid) and each configuration against the
 baseline. For each, the F1 difference is pooled over the seeds both sides ran (mean of per-seed
-differences; a cluster bootstrap over query groups with one resample shared by every seed, and a
-seed t interval with >= 3 seeds), McNemar's test is run per seed, and Holm's correction is
+differences; a cluster bootstrap over query groups with one resample shared by every seed for
+the rows' error, the seed-to-seed spread for training's, both in one t interval from 2 seeds;
+harness.paired.pooled_over_seeds), McNemar's test is run per seed, and Holm's correction is
 applied across every contrast one report makes. A verdict is "helps" / "hurts" only when the
-intervals exclude 0 and the Holm-adjusted p is below 0.05; otherwise "no detectable difference".
-Contrasts with a trial that learned nothing get no verdict.
+combined interval excludes 0 and the Holm-adjusted p is below 0.05; otherwise "no detectable
+difference". One seed gives an estimate and a row interval but no verdict (training variance
+is unmeasured); contrasts with a trial that learned nothing get no verdict.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ def contrasts(plan: Plan, records: Sequence[TrialRecord], *, models: Sequence[st
                                      "learned nothing")
                     continue
                 _compare(contrast, [(side_a[s], side_b[s]) for s in seeds], n_resamples)
-    tested = {id(c): c.result.p_value for c in out if c.result is not None}
+    tested = {id(c): c.result.p_value for c in out
+              if c.result is not None and c.result.n_seeds >= 2}
     for key, p in holm(tested).items():
         next(c for c in out if id(c) == key).p_holm = p
     return out
@@ -205,18 +208,21 @@ def sentence(contrast: Contrast) -> str:
         return f"{head}: {contrast.note}."
     r = contrast.result
     seeds = f"{r.n_seeds} seed{'s' if r.n_seeds > 1 else ''}"
-    spread = (f", seed t-interval [{r.t_low:+.3f}, {r.t_high:+.3f}]"
-              if r.t_low is not None and r.t_high is not None else "")
+    interval = f"95% CI [{r.low:+.3f}, {r.high:+.3f}]"
+    if r.n_seeds == 1:
+        return (f"{head}: untested with one seed (Δ F1 {r.difference:+.3f}, rows-only {interval}; "
+                "training variance unmeasured: run 2 or more seeds for a verdict).")
+    parts = f"rows only [{r.rows_low:+.3f}, {r.rows_high:+.3f}]" + (
+        f", seeds only [{r.t_low:+.3f}, {r.t_high:+.3f}]" if r.t_low is not None else "")
     discordant = (sum(m.b01 for m in contrast.mcnemar), sum(m.b10 for m in contrast.mcnemar))
     mid_p = float(np.median([m.mid_p for m in contrast.mcnemar]))
-    tests = (f"bootstrap p {format_p(r.p_value)}, Holm p {format_p(contrast.p_holm)}; McNemar "
+    tests = (f"p {format_p(r.p_value)}, Holm p {format_p(contrast.p_holm)}; McNemar "
              f"{discordant[0]} vs {discordant[1]} discordant rows, median mid-p {format_p(mid_p)}")
     outcome = contrast.verdict
-    if outcome == "no detectable difference":
-        return (f"{head}: no detectable difference (Δ F1 {r.difference:+.3f}, 95% CI "
-                f"[{r.low:+.3f}, {r.high:+.3f}]{spread}; {seeds}; {tests}).")
-    return (f"{head}: {'+'.join(contrast.added)} {outcome} (Δ F1 {r.difference:+.3f}, 95% CI "
-            f"[{r.low:+.3f}, {r.high:+.3f}]{spread}; {seeds}; {tests}).")
+    what = ("no detectable difference" if outcome == "no detectable difference"
+            else f"{'+'.join(contrast.added)} {outcome}")
+    return (f"{head}: {what} (Δ F1 {r.difference:+.3f}, {interval}; {parts}; {seeds}; "
+            f"{tests}).")
 
 
 __all__ = ["ALPHA", "Contrast", "Effect", "contrasts", "factorial_estimates", "format_p", "sentence"]

@@ -7,6 +7,7 @@ from scipy import stats as scipy_stats
 from sklearn.metrics import f1_score
 
 from harness.paired import (
+    UNTESTED,
     Aligned,
     align,
     holm,
@@ -187,7 +188,7 @@ def test_pooled_over_three_seeds_gives_t_interval_and_shared_index_interval():
     # exactly (independent resamples per seed would average into a narrower one).
     copies = pooled_over_seeds([pairs[0]] * 3, n_resamples=1000)
     single = paired_f1_difference(pairs[0], n_resamples=1000)
-    assert (copies.low, copies.high, copies.p_value) == (single.low, single.high, single.p_value)
+    assert (copies.rows_low, copies.rows_high) == (single.low, single.high)
     # Rows listed in another order in one seed change nothing.
     shuffled = rng.permutation(300)
     p = pairs[1]
@@ -195,6 +196,39 @@ def test_pooled_over_three_seeds_gives_t_interval_and_shared_index_interval():
     assert pooled_over_seeds(pairs, n_resamples=1000) == pooled
     assert verdict(pooled) in ("helps", "no detectable difference")
     assert pooled_over_seeds(pairs[:2], n_resamples=100).t_low is None
+
+
+def test_combined_interval_adds_row_and_seed_variance():
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 2, 400)
+    # seeds that disagree a lot: the interval must widen beyond the rows-only one
+    pairs = [_pair(labels, _noisy(labels, 0.8, rng), _noisy(labels, accuracy, rng))
+             for accuracy in (0.78, 0.9, 0.84)]
+    pooled = pooled_over_seeds(pairs, n_resamples=2000)
+    boot_se = (pooled.rows_high - pooled.rows_low) / (2 * 1.96)  # about the bootstrap's sd
+    seed_se2 = np.var(pooled.per_seed, ddof=1) / 3
+    se = math.sqrt(boot_se**2 + seed_se2)
+    df = se**4 / (seed_se2**2 / 2)
+    half = scipy_stats.t.ppf(0.975, df) * se
+    assert pooled.df == pytest.approx(df, rel=0.15)
+    assert (pooled.high - pooled.low) / 2 == pytest.approx(half, rel=0.1)
+    assert pooled.high - pooled.low > pooled.rows_high - pooled.rows_low
+    # the p-value is the t test of that interval: p < 0.05 exactly when it excludes 0
+    assert (pooled.p_value < 0.05) == (pooled.low > 0 or pooled.high < 0)
+    # identical copies of one seed: no training variance, the rows' error alone (normal)
+    copies = pooled_over_seeds([pairs[0]] * 2, n_resamples=2000)
+    assert copies.df == float("inf") and copies.low == pytest.approx(
+        copies.difference - 1.96 * (copies.rows_high - copies.rows_low) / 3.92, abs=0.004)
+
+
+def test_one_seed_gets_no_verdict_however_large_the_difference():
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 2, 500)
+    pair = _pair(labels, _noisy(labels, 0.6, rng), _noisy(labels, 0.95, rng))
+    single = pooled_over_seeds([pair], n_resamples=500)
+    assert single.low > 0.2 and single.df is None
+    assert verdict(single) == UNTESTED
+    assert verdict(pooled_over_seeds([pair, pair], n_resamples=500)) == "helps"
 
 
 def test_sign_flip_test_from_five_seeds():

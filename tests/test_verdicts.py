@@ -52,13 +52,23 @@ def by_name(found, task, name):
 
 
 def test_identical_predictions_give_zero_and_no_verdict():
-    config = parse_config({"tasks": ["QC"], "design": {"kind": "grid", "switches": ["LT"]}})
+    config = parse_config({"tasks": ["QC"], "seeds": [0, 1],
+                           "design": {"kind": "grid", "switches": ["LT"]}})
     same = noisy(0.8, seed=1)
     plan, recs = records(config, {}, {"baseline": same, "LT": same})
     contrast = by_name(contrasts(plan, recs, models=["tiny"]), "QC", "baseline → LT")
     assert contrast.result.difference == 0 and contrast.result.low == contrast.result.high == 0
     assert contrast.verdict == "no detectable difference" and not contrast.significant
     assert "no detectable difference (Δ F1 +0.000" in sentence(contrast)
+
+
+def test_one_seed_is_estimated_but_untested_and_left_out_of_holm():
+    config = parse_config({"tasks": ["QC"], "design": {"kind": "grid", "switches": ["LT"]}})
+    plan, recs = records(config, {"baseline": 0.7, "LT": 0.95})
+    contrast = by_name(contrasts(plan, recs, models=["tiny"]), "QC", "baseline → LT")
+    assert contrast.result.difference > 0.2 and contrast.result.low > 0
+    assert contrast.verdict == "untested: one seed" and not contrast.significant
+    assert contrast.p_holm is None and "untested with one seed" in sentence(contrast)
 
 
 def test_a_real_gain_over_three_seeds_is_significant_after_holm():

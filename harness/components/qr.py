@@ -519,8 +519,10 @@ class QualityRefinement(Component):
                     and any(k.startswith("qr/precision/") for k in r.metrics)]
             if not runs:
                 continue
-            languages = sorted({k.rsplit("/", 1)[1] for k in runs[0].metrics
-                                if k.startswith("qr/precision/")}, key=lambda x: (x == "all", x))
+            # qr/precision/<language> (qr/precision/<language>/label<k> are the per-label rows)
+            languages = sorted({k.split("/")[2] for k in runs[0].metrics
+                                if k.startswith("qr/precision/") and k.count("/") == 2},
+                               key=lambda x: (x == "all", x))
             metrics = ("precision", "recall", "f1", "precision/{0}/label0", "recall/{0}/label0",
                        "precision/{0}/label1", "recall/{0}/label1", "correct_removed_fraction")
 

@@ -554,3 +554,21 @@ def test_score_audit_by_label_counts_over_pruning() -> None:
     assert table.loc[("en", "1"), ["precision", "recall"]].tolist() == [0.0, 0.0]
     assert table.loc[("all", "1"), ["rows", "flagged", "correct_removed"]].tolist() == [3, 2, 2]
     assert score_audit(audit, truth=truth).set_index("language").loc["all", "correct_removed"] == 3
+
+
+def test_audit_section_lists_languages_not_label_rows():
+    from types import SimpleNamespace
+
+    from harness.components import REGISTRY
+    metrics = {"qr/removed_fraction": 0.01}
+    for language in ("en", "es", "all"):
+        metrics |= {f"qr/precision/{language}": 1.0, f"qr/recall/{language}": 0.5,
+                    f"qr/f1/{language}": 0.667, f"qr/correct_removed_fraction/{language}": 0.0}
+        for label in (0, 1):
+            metrics |= {f"qr/precision/{language}/label{label}": 1.0,
+                        f"qr/recall/{language}/label{label}": 0.25 * (label + 1)}
+    run = SimpleNamespace(task="QC", components=("QR",), metrics=metrics)
+    [(title, text)] = REGISTRY["QR"].report_sections([run], SimpleNamespace(tasks=["QC"]))
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert title == "QR audit (QC)" and rows[1:] == ["en", "es", "all"]
+    assert "| en | 1.000 | 0.500 | 0.667 | 1.000 | 0.250 | 1.000 | 0.500 | 0.000 |" in text
