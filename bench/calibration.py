@@ -1,70 +1,78 @@
 """How sure are the report's verdicts? Repeated A/A, placebo and planted-effect comparisons.
 
-Runs one real sweep on the built-in benchmark with the tiny model: a grid over PLACEBO (the same
-uninformative words after every query) and TR (the query translated to English: on the built-in
-benchmark its lexicon knows every word, an effect of known positive direction) with many seeds.
-Then, with exactly the test the report uses for its significance marker (paired cluster
-bootstrap over query groups, 95%, seeds pooled with one shared resample and, from 3 seeds, the
-seed t-interval; before any Holm correction), once with one seed per comparison (the least
-protected case) and once pooled over 3 seeds (the default sweep's case):
+Runs the sweep `experiments/calibration.yaml` (a grid over PLACEBO, the same uninformative words
+after every query, and TR, the query translated to English by the benchmark's lexicon: a
+planted effect of known positive direction on the languages training lacks) with many seeds,
+then judges, with exactly the report's test (harness.paired.pooled_over_seeds + verdict:
+one 95% interval holding the rows' and the seeds' error; before any Holm correction),
+comparisons pooled over k consecutive seeds (k = 2 and 3; the default sweep runs 3):
 
-* A/A: baseline seed 2k against baseline seed 2k+1 (same rows, another adapter init and order);
-* placebo: X against X+PLACEBO under the same seed, for X = baseline and TR;
-* planted: baseline against TR under the same seed.
+* A/A: baseline seeds {0..k-1} against baseline seeds {k..2k-1}, ... (same rows, other training);
+* placebo: X against X+PLACEBO under the same seeds, for X = baseline and TR;
+* planted: baseline against TR under the same seeds.
 
-It prints the share of null (A/A + placebo) comparisons marked significant, with its
+It reports the share of null (A/A + placebo) comparisons marked significant, with its
 Clopper-Pearson 95% interval (goal: at most 5%), and for the planted effect the share marked
-significant with the right sign (power).
+significant with the right sign (power). For one seed, which the report does not judge, it
+shows what the rows-only interval alone would have claimed. The table goes to
+bench/results/calibration.md.
 
-    python bench/calibration.py [--seeds 8] [--scale small] [--max-train-rows 1200] [--epochs 3]
+    python bench/calibration.py [--seeds 12] [--max-train-rows 1200] [--epochs 3] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 from statsmodels.stats.proportion import proportion_confint
 
 from harness.config import parse_config
-from harness.paired import align, pooled_over_seeds, verdict
+from harness.paired import PooledResult, align, pooled_over_seeds, verdict
 from harness.record import TrialRecord
 from harness.sweep import run_sweep
 from harness.tracking import Tracker, load_predictions, trial_records
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = ROOT / "experiments" / "calibration.yaml"
+RESULTS = ROOT / "bench" / "results" / "calibration.md"
 
-def sweep_config(root: Path, *, seeds: int, scale: str, max_train_rows: int, epochs: float):
-    return parse_config({
-        "name": "calibration",
-        "data": {"source": "synth", "synth": {"scale": scale, "seed": 0},
-                 "max_train_rows": max_train_rows},
-        "tasks": ["QC", "QI"],
-        "model": {"name": "tiny"},
-        "lora": {"r": 16, "alpha": 16, "dropout": 0.05, "train_embeddings": True,
-                 "train_lm_head": True},
-        "training": {"epochs": epochs, "learning_rate": 3e-3, "batch_size": 16, "max_length": 384},
-        "scoring": {"batch_size": 64, "predict_unlabelled": False},
-        "design": {"kind": "grid", "switches": ["PLACEBO", "TR"]},
-        "seeds": list(range(seeds)),
-        "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
-        "study": {"storage": f"sqlite:///{root / 'study.db'}"},
-        "cache_dir": str(root / "cache"),
-        "reports_dir": str(root / "reports"),
-    })
+
+def sweep_config(root: Path, *, seeds: int, max_train_rows: int, epochs: float):
+    """experiments/calibration.yaml with its seeds, size and paths set for this run."""
+    raw = yaml.safe_load(EXPERIMENT.read_text(encoding="utf-8"))
+    raw["seeds"] = list(range(seeds))
+    raw["data"]["max_train_rows"] = max_train_rows
+    raw["training"]["epochs"] = epochs
+    raw |= {"tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
+            "study": {"storage": f"sqlite:///{root / 'study.db'}"},
+            "cache_dir": str(root / "cache"), "reports_dir": str(root / "reports")}
+    return parse_config(raw, source=str(EXPERIMENT))
+
+
+def _judged(result: PooledResult) -> str:
+    """The report's verdict; for one seed, what its rows-only interval alone would say."""
+    if result.n_seeds > 1:
+        return verdict(result, p_adjusted=result.p_value)
+    if result.rows_low > 0:
+        return "helps"
+    return "hurts" if result.rows_high < 0 else "no detectable difference"
 
 
 def marked(pairs: list[tuple[TrialRecord, TrialRecord]]) -> str:
-    """The report's marker for one comparison pooled over its seeds (one pair per seed):
+    """The marker for one comparison pooled over its seeds (one pair per seed):
     helps / hurts / no detectable difference (before any Holm correction)."""
-    result = pooled_over_seeds([align(a.predictions, b.predictions) for a, b in pairs],
-                               groups="group")
-    return verdict(result, p_adjusted=result.p_value)
+    return _judged(pooled_over_seeds([align(a.predictions, b.predictions) for a, b in pairs],
+                                     groups="group"))
 
 
 def comparisons(records: list[TrialRecord], seeds: int, *, per: int) -> dict[str, list[str]]:
@@ -87,21 +95,23 @@ def comparisons(records: list[TrialRecord], seeds: int, *, per: int) -> dict[str
 
 
 def share(hits: int, total: int) -> str:
+    if total == 0:
+        return "none (every such comparison had a trial that learned nothing)"
     low, high = proportion_confint(hits, total, alpha=0.05, method="beta")
     return f"{hits}/{total} = {hits / total:.1%} (95% CI {low:.1%}–{high:.1%})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--scale", default="small", choices=("tiny", "small", "medium"))
+    parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--max-train-rows", type=int, default=1200)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="calibration-"))
-    config = sweep_config(root, seeds=args.seeds, scale=args.scale,
-                          max_train_rows=args.max_train_rows, epochs=args.epochs)
+    config = sweep_config(root, seeds=args.seeds, max_train_rows=args.max_train_rows,
+                          epochs=args.epochs)
     started = time.perf_counter()
     run_sweep(config, progress=False, report=False)
     tracker = Tracker(uri=config.tracking.uri, experiment=config.name)
@@ -109,28 +119,37 @@ def main() -> None:
     degenerate = [r.name for r in records if r.degenerate]
     records = [r for r in records if not r.degenerate]
     load_predictions(tracker, records)
-    print(f"\nCalibration: {args.seeds} seeds, scale {args.scale}, {args.max_train_rows} train rows "
-          f"per task, {args.epochs:g} epochs; {len(records)} trials used "
-          f"({len(degenerate)} that learned nothing left out), {time.perf_counter() - started:.0f} s; "
-          f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    for per in (1, 3):
-        if per > args.seeds:
+    minutes = (time.perf_counter() - started) / 60
+    lines = [
+        "# Calibration of the report's significance marker", "",
+        f"`python bench/calibration.py {' '.join(sys.argv[1:])}`".replace(" `", "`") + " "
+        f"(seeds {args.seeds}, {args.max_train_rows} train rows, {args.epochs:g} epochs), "
+        f"{datetime.date.today().isoformat()}, {minutes:.1f} min; experiments/calibration.yaml, "
+        f"{len(records)} trials used ({len(degenerate)} that learned nothing left out); "
+        f"{platform.machine()} CPU with {os.cpu_count()} cores, {torch.get_num_threads()} torch "
+        f"threads, torch {torch.__version__}.", "",
+        "| seeds per comparison | null comparisons marked significant (A/A + placebo) | A/A | "
+        "placebo | planted TR found helping (power) | planted TR found hurting |",
+        "|---|---|---|---|---|---|"]
+    for per in (1, 2, 3):
+        if 2 * per > args.seeds:
             continue
         found = comparisons(records, args.seeds, per=per)
         null = found["A/A"] + found["placebo"]
-        print(f"Comparisons pooled over {per} seed(s):")
-        print(f"- false positives (A/A + placebo marked significant): "
-              f"{share(sum(v != 'no detectable difference' for v in null), len(null))}")
-        for name in ("A/A", "placebo"):
-            values = found[name]
-            if values:
-                print(f"  - {name}: "
-                      f"{share(sum(v != 'no detectable difference' for v in values), len(values))}")
         planted = found["planted TR"]
-        if planted:
-            print(f"- power (planted TR found helping): "
-                  f"{share(sum(v == 'helps' for v in planted), len(planted))}; "
-                  f"found hurting: {sum(v == 'hurts' for v in planted)}")
+        def false(values: list[str]) -> str:
+            return share(sum(v != "no detectable difference" for v in values), len(values))
+        label = f"{per} (not judged by the report: rows-only interval)" if per == 1 else str(per)
+        lines.append(f"| {label} | {false(null)} | {false(found['A/A'])} | "
+                     f"{false(found['placebo'])} | "
+                     f"{share(sum(v == 'helps' for v in planted), len(planted))} | "
+                     f"{sum(v == 'hurts' for v in planted)} |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"written to {args.output}")
+
 
 if __name__ == "__main__":
     main()
