@@ -307,8 +307,10 @@ ONE_CLASS_SHARE = 0.98
 def learned_nothing(predictions: pd.DataFrame, *, n_resamples: int = 1000,
                     seed: int = 0) -> str | None:
     """Why a trial's predictions show it learned nothing, or None: it predicts (nearly) one
-    class, or its F1 is not above the all-"yes" F1 beyond the paired 95% interval (cluster
-    bootstrap over query groups where the table has a ``group`` column)."""
+    class, or its F1 is not above the all-"yes" F1 at the one-sided 95% level: the lower end of
+    the paired 90% interval (cluster bootstrap over query groups where the table has a ``group``
+    column) is not above 0. One-sided because the question is directional ("is it above?");
+    the two-sided 95% interval flagged trials that rank well but sit near a high all-"yes" F1."""
     predicted = predictions["prediction"].to_numpy(dtype=int)
     if not len(predicted):
         return None
@@ -318,10 +320,12 @@ def learned_nothing(predictions: pd.DataFrame, *, n_resamples: int = 1000,
     all_yes = predictions.assign(prediction=1)
     pair = align(all_yes, predictions)
     groups = "group" if pair.group is not None and len(set(pair.group)) > 1 else None
-    result = paired_f1_difference(pair, n_resamples=n_resamples, seed=seed, groups=groups)
+    result = paired_f1_difference(pair, n_resamples=n_resamples, seed=seed, groups=groups,
+                                  confidence=0.90)
     if result.low <= 0:
         return (f"F1 {result.f1_b:.3f} not above the all-yes F1 {result.f1_a:.3f} "
-                f"(difference {result.difference:+.3f}, 95% CI [{result.low:+.3f}, {result.high:+.3f}])")
+                f"(difference {result.difference:+.3f}, one-sided 95% lower bound "
+                f"{result.low:+.3f})")
     return None
 
 

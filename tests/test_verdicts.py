@@ -141,3 +141,19 @@ def test_factorial_effects_recover_a_planted_main_effect_and_no_interaction():
     assert hct.estimate == pytest.approx(expected) and hct.low > 0.08 and hct.t_low > 0
     assert effects["LT"].low < 0 < effects["LT"].high
     assert effects["LT:HCT"].low < 0 < effects["LT:HCT"].high
+
+
+def test_learned_nothing_is_one_sided_so_a_modest_real_gain_is_not_flagged():
+    # Trials whose gain over all-"yes" is real but small: the two-sided 95% interval touches 0,
+    # the one-sided 95% bound does not; such a trial learned something and keeps its verdicts.
+    found = 0
+    for seed in range(40):  # right on 20% of rows, wrong on 5%, else "yes"
+        draw = np.random.default_rng(seed).random(ROWS)
+        predictions = frame(np.where(draw < 0.2, LABELS, np.where(draw < 0.25, 1 - LABELS, 1)))
+        pair = align(predictions.assign(prediction=1), predictions)
+        two_sided = paired_f1_difference(pair, n_resamples=1000, groups="group")
+        one_sided = paired_f1_difference(pair, n_resamples=1000, groups="group", confidence=0.9)
+        if two_sided.low <= 0 < one_sided.low:
+            found += 1
+            assert learned_nothing(predictions) is None
+    assert found > 0
