@@ -25,6 +25,22 @@ positive share chosen so that the written labels have the real positive rates; d
 clean and labelled with the real rates. QI train has null titles at the real rate (453 of
 340,000) at every scale but tiny, which has none. Each file has its own random stream, so the
 dev and test files do not depend on the noise setting.
+
+What each component can find here (the planted structure; bench/calibration.py measures which
+of them the tiny model detects):
+
+* TR -- a known positive effect: dev/test have languages that train lacks (QC: ar, de, it, pl;
+  QI also id, vn), and every word of them is in the lexicon that TR's offline translator uses,
+  so translating the query to English turns unseen-language rows into seen ones.
+* PLACEBO -- no effect by construction (the same words after every query).
+* QR -- train labels flipped at the `noise` rate per language, listed in truth_QC/QI.txt, which
+  the QR audit scores against (precision, recall, correct rows removed); whether removing them
+  raises F1 depends on the rate (`noise: {en: 0.3}` plants more).
+* HCT -- level names that contain ", " (the real data's rule), which only a split that keeps
+  them whole reads as one level.
+* SIT / DG -- QI "attribute" negatives differ from a positive in one attribute value only
+  (brand, colour, material, size), which SIT's tags and DG's descriptions spell out.
+* LT -- languages differ in word order, fillers and spacing (ja, th without spaces).
 """
 
 from __future__ import annotations
