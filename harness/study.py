@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -41,13 +42,35 @@ def storage_url(config: SweepConfig, override: str | None) -> str:
     return f"sqlite:///{(config.cache_dir.parent / 'studies.db').resolve()}"
 
 
+def _serialise_sqlite(storage: RDBStorage) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna pops a queued trial by reading it as WAITING and writing RUNNING in one transaction.
+    PostgreSQL's row lock (SELECT ... FOR UPDATE) makes that exclusive; SQLite ignores FOR UPDATE
+    and starts transactions deferred, so two processes could both read WAITING and both run the
+    trial. Taking the lock at BEGIN serialises the read with the write."""
+    engine = storage.engine
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not sqlite3, emits BEGIN
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections were opened before the hooks: open new ones
+
+
 def rdb_storage(config: SweepConfig, url: str) -> RDBStorage:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if url.startswith("sqlite:///"):
+    sqlite = url.startswith("sqlite:///")
+    if sqlite:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return RDBStorage(
-            url, heartbeat_interval=config.study.heartbeat_interval,
+        storage = RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
+            heartbeat_interval=config.study.heartbeat_interval,
             grace_period=config.study.grace_period,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                 max_retry=config.study.max_retry))
@@ -56,6 +79,9 @@ def rdb_storage(config: SweepConfig, url: str) -> RDBStorage:
         raise StorageError(f"--storage / study.storage {mask_url(url)!r}: cannot open the study "
                            f"storage ({first}); expected a SQLAlchemy URL such as "
                            "sqlite:///path/studies.db or postgresql://user:pass@host/db") from None
+    if sqlite:
+        _serialise_sqlite(storage)
+    return storage
 
 
 def open_study(config: SweepConfig, *, url: str, name: str,
