@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.secrets import mask
 
 TASK_CHOICES = ("QC", "QI")
 
@@ -172,5 +173,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except HarnessError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {mask(str(error))}", file=sys.stderr)
         return error.exit_code

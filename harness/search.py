@@ -21,6 +21,7 @@ from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.data import TRAIN_LANGUAGES
 from harness.plan import Plan, TrialSpec, resolve_trial
+from harness.secrets import error_message
 from harness.study import ERROR_ATTR, FINISHED_STATES, KEY_ATTR, mark_worker, open_study
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
@@ -119,7 +120,7 @@ def run_search(config: SweepConfig, plan: Plan, *, worker: Any, url: str,
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             except Exception as error:  # noqa: BLE001 - recorded, counted, and the search goes on
-                message = f"{type(error).__name__}: {error}"
+                message = error_message(error)
                 trial.set_user_attr(ERROR_ATTR, message[:2000])
                 study.tell(trial, state=TrialState.FAIL)
                 outcome.failed.append((spec.name, message))
@@ -145,7 +146,7 @@ def run_search(config: SweepConfig, plan: Plan, *, worker: Any, url: str,
         try:
             worker.run(outcome.best, None, position=f"search {task} best")
         except Exception as error:  # noqa: BLE001
-            outcome.failed.append((outcome.best.name, f"{type(error).__name__}: {error}"))
+            outcome.failed.append((outcome.best.name, error_message(error)))
         outcomes.append(outcome)
     return outcomes
 

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from harness.config import SweepConfig
 from harness.errors import HarnessError
-from harness.tracking import mask_url
+from harness.secrets import mask, remember
 
 KEY_ATTR = "trial_key"
 ERROR_ATTR = "harness.error"
@@ -64,6 +64,7 @@ def _serialise_sqlite(storage: RDBStorage) -> None:
 
 def rdb_storage(config: SweepConfig, url: str) -> RDBStorage:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    remember(url)
     sqlite = url.startswith("sqlite:///")
     if sqlite:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +77,8 @@ def rdb_storage(config: SweepConfig, url: str) -> RDBStorage:
                 max_retry=config.study.max_retry))
     except Exception as error:  # noqa: BLE001 - SQLAlchemy raises many kinds; one line for all
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StorageError(f"--storage / study.storage {mask_url(url)!r}: cannot open the study "
-                           f"storage ({first}); expected a SQLAlchemy URL such as "
+        raise StorageError(f"--storage / study.storage {mask(url)!r}: cannot open the study "
+                           f"storage ({mask(first)}); expected a SQLAlchemy URL such as "
                            "sqlite:///path/studies.db or postgresql://user:pass@host/db") from None
     if sqlite:
         _serialise_sqlite(storage)

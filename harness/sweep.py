@@ -30,6 +30,7 @@ from harness.plan import Plan, TrialSpec, build_plan, models_of
 from harness.record import TrialRecord
 from harness.report import write_report
 from harness.search import SearchOutcome, run_search
+from harness.secrets import error_message, mask, masked_json
 from harness.stages import Stages
 from harness.study import (
     ERROR_ATTR,
@@ -46,7 +47,6 @@ from harness.tracking import (
     Tracker,
     dashboard_command,
     load_predictions,
-    mask_url,
     resolve_tracking_uri,
     trial_records,
 )
@@ -164,11 +164,11 @@ class Worker:
             self.tracker.end_trial(run_id, status="KILLED", error="interrupted (Ctrl-C)")
             raise
         except Exception as error:  # noqa: BLE001 - any trial failure is recorded, the sweep goes on
-            message = f"{type(error).__name__}: {error}"
+            message = error_message(error)
             if trial is not None:
                 trial.set_user_attr(ERROR_ATTR, message[:2000])
             self.tracker.end_trial(run_id, status="FAILED",
-                                   error=message + "\n" + traceback.format_exc(limit=8))
+                                   error=message + "\n" + mask(traceback.format_exc(limit=8)))
             log(f"[{position}] {spec.name}: FAILED: {message}")
             raise
         hits, misses = self.cache.totals()
@@ -244,8 +244,8 @@ def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
             f"{len(plan.trials)} configurations above ({config.design.optuna.sampler}, pruner "
             f"{config.design.optuna.pruner}), then its best configuration scored once")
     log(_estimate(config, plan, records))
-    log(f"Study storage: {mask_url(url)}")
-    log(f"MLflow: {mask_url(tracking_uri)}")
+    log(f"Study storage: {mask(url)}")
+    log(f"MLflow: {mask(tracking_uri)}")
 
 
 def _dry_run(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str) -> SweepSummary:
@@ -271,7 +271,7 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     study = open_study(config, url=url, name=config.name)  # a bad URL fails before MLflow
     log(data.describe())
     tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
-    parent = tracker.sweep_run(config.name, params={"config": config.model_dump_json(),
+    parent = tracker.sweep_run(config.name, params={"config": masked_json(config),
                                                     "design": config.design.kind})
     try:
         return _run(config, plan, data=data, study=study, tracker=tracker, parent=parent,
@@ -287,7 +287,7 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
 def _run(config: SweepConfig, plan: Plan, *, data: PreparedData, study: optuna.Study,
          tracker: Tracker, parent: str, url: str, retry_failed: bool, progress: bool,
          report: bool) -> SweepSummary:
-    tracker.log_text(parent, config.model_dump_json(indent=2), "config.json")
+    tracker.log_text(parent, masked_json(config, indent=2), "config.json")
     tracker.log_text(parent, data.describe(), "data_summary.txt")
     tracker.set_tags(parent, {f"harness.data.fingerprint.{task}": value
                               for task, value in data.fingerprints.items()}

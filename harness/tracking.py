@@ -7,7 +7,6 @@ one tracking server, and transformers' own MLflow callback is never involved.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -19,7 +18,9 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from harness.errors import HarnessError
 from harness.record import TRIAL_KEY_TAG, TrialRecord
+from harness.secrets import mask, remember
 
 # Artifact downloads for the report would otherwise draw one progress bar per file.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -28,11 +29,6 @@ SWEEP_TAG = "harness.sweep"
 ROLE_TAG = "harness.role"
 PARENT_TAG = "mlflow.parentRunId"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per batch
-
-
-def mask_url(url: str) -> str:
-    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
-    return re.sub(r"(//[^:/@]+:)[^@/]+@", r"\1***@", url)
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -44,8 +40,23 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 def dashboard_command(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
-        return f"open {mask_url(uri)} in a browser"
-    return f"mlflow ui --backend-store-uri {mask_url(uri)} --host 127.0.0.1 --port 5000"
+        return f"open {mask(uri)} in a browser"
+    return f"mlflow ui --backend-store-uri {mask(uri)} --host 127.0.0.1 --port 5000"
+
+
+class TrackingError(HarnessError):
+    """The MLflow tracking store cannot be reached."""
+
+
+def _experiment(client: MlflowClient, uri: str, name: str) -> mlflow.entities.Experiment | None:
+    """The experiment by name; a store that cannot be reached is one masked line."""
+    remember(uri)
+    try:
+        return client.get_experiment_by_name(name)
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy, requests and MLflow errors alike
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrackingError(f"tracking.uri / MLFLOW_TRACKING_URI {mask(uri)!r}: cannot reach the "
+                            f"MLflow tracking store ({mask(first)})") from None
 
 
 class Tracker:
@@ -58,14 +69,14 @@ class Tracker:
             uri.removeprefix("file://") if uri.startswith("file://") or "://" not in uri else None)
         if local is not None and not Path(local).exists():
             return None
-        if MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment) is None:
+        if _experiment(MlflowClient(tracking_uri=uri), uri, experiment) is None:
             return None
         return cls(uri=uri, experiment=experiment)
 
     def __init__(self, *, uri: str, experiment: str) -> None:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
+        found = _experiment(self.client, uri, experiment)
         if found is None:
             try:
                 self.experiment_id = self.client.create_experiment(experiment)
@@ -135,7 +146,7 @@ class Tracker:
 
     def end_trial(self, run_id: str, *, status: str, error: str | None = None) -> None:
         if error:
-            self.client.set_tag(run_id, "harness.error", error[:4900])
+            self.client.set_tag(run_id, "harness.error", mask(error)[:4900])
         self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.from_string(status)))
 
     # -------------------------------------------------------------------- logging
