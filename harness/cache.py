@@ -4,17 +4,23 @@ A stage output is stored under a key made of the stage name, its parameters, the
 its inputs and the stage's code version, so the same computation is never done twice — across
 trials of one sweep, across sweeps over the same data, and across worker processes. Writes go to
 a temporary file in the same folder and are renamed into place, so a crash or two processes
-writing the same entry never leave a half-written file.
+writing the same entry never leave a half-written file. A missing entry is computed under a lock
+file beside it (`fcntl.flock`, which also holds on NFS with lockd), so workers sharing one cache
+directory compute each stage once; entries get the usual permissions (0644 under umask 022), so
+a cache can be shared between users; an unreadable or corrupt entry is recomputed with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,17 +47,44 @@ def frame_fingerprint(frame: pd.DataFrame, columns: Sequence[str] | None = None)
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary path next to `path`, then rename it into place."""
+    """Call `write(tmp)` on a temporary path next to `path`, then rename it into place with the
+    permissions a plain `open()` would give (mkstemp's are 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock held across processes (and hosts sharing an NFS mount) on the file
+    `path`, created if needed and never deleted (deleting it would let a waiter lock a stale
+    inode). It is made writable by all, so every user sharing the directory can take it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        with contextlib.suppress(PermissionError):  # another user's lock file
+            os.fchmod(fd, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+_MISSING = object()
 
 
 class StageCache:
@@ -82,13 +115,15 @@ class StageCache:
             self.hits[stage] += 1
             self._memory.move_to_end(path)
             return _copy(self._memory[path])
-        if path.exists():
-            value = _read(path, kind)
-            self.hits[stage] += 1
-        else:
-            value = compute()
-            atomic_write(path, lambda tmp: _write(tmp, value, kind))
-            self.misses[stage] += 1
+        value = _read_entry(path, kind, warn=True)
+        computed = False
+        if value is _MISSING:
+            with file_lock(path.with_name(f".{path.name}.lock")):
+                value = _read_entry(path, kind, warn=False)  # another worker may have written it
+                if value is _MISSING:
+                    value, computed = compute(), True
+                    _store(path, value, kind)
+        (self.misses if computed else self.hits)[stage] += 1
         self._memory[path] = value
         while len(self._memory) > self._memory_entries:
             self._memory.popitem(last=False)
@@ -116,6 +151,29 @@ def _write(path: Path, value: Any, kind: Kind) -> None:
             np.save(handle, np.asarray(value), allow_pickle=False)
     else:
         path.write_text(json.dumps(value, sort_keys=True), encoding="utf-8")
+
+
+def _read_entry(path: Path, kind: Kind, *, warn: bool) -> Any:
+    """The entry's value, or _MISSING when it does not exist or cannot be read (then it is
+    recomputed: a truncated file from a full disk, another user's unreadable file)."""
+    if not path.exists():
+        return _MISSING
+    try:
+        return _read(path, kind)
+    except Exception as error:  # noqa: BLE001 - parquet, numpy, json and OS errors alike
+        if warn:
+            warnings.warn(f"stage cache: {path} is unreadable ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''}); recomputing it",
+                          RuntimeWarning, stacklevel=3)
+        return _MISSING
+
+
+def _store(path: Path, value: Any, kind: Kind) -> None:
+    try:
+        atomic_write(path, lambda tmp: _write(tmp, value, kind))
+    except OSError as error:  # a read-only shared cache: the value is still returned
+        warnings.warn(f"stage cache: cannot write {path} ({error.strerror or error}); "
+                      "the stage will be computed again next time", RuntimeWarning, stacklevel=3)
 
 
 def _read(path: Path, kind: Kind) -> Any:
