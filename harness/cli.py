@@ -1,4 +1,4 @@
-"""`python -m harness sweep|report|data|qr|tag ...`"""
+"""`python -m harness sweep|worker|report|data|qr|tag ...`"""
 
 from __future__ import annotations
 
@@ -12,19 +12,29 @@ from harness.secrets import mask
 TASK_CHOICES = ("QC", "QI")
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _run_sweep(args: argparse.Namespace, **options: object) -> int:
     from harness.config import load_config, with_data_dir
     from harness.sweep import run_sweep
 
     config = load_config(args.config)
     if args.data is not None:
         config = with_data_dir(config, args.data)
+    if "workers" in options:
+        options["workers"] = options["workers"] or config.study.workers
     try:
-        summary = run_sweep(config, dry_run=args.dry_run, retry_failed=args.retry_failed,
-                            storage=args.storage, progress=not args.no_progress)
+        summary = run_sweep(config, storage=args.storage, progress=not args.no_progress, **options)
     except KeyboardInterrupt:
         return 130
     return 1 if summary.failed else 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    return _run_sweep(args, dry_run=args.dry_run, retry_failed=args.retry_failed,
+                      workers=args.workers)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    return _run_sweep(args, report=False)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -103,6 +113,13 @@ def _tag(args: argparse.Namespace) -> int:
                        qc_train=Path(args.qc_train) if args.qc_train else None)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.commands import text_components
 
@@ -119,7 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retry-failed", action="store_true", help="rerun trials that failed before")
     sweep.add_argument("--storage", help="Optuna storage URL (default: a SQLite file under .harness/)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sweep.add_argument("--workers", type=_positive, help="local worker processes, this one "
+                       "included (default: study.workers, 1); one GPU each where there are GPUs")
     sweep.set_defaults(run=_sweep)
+
+    worker = commands.add_parser("worker", help="join a sweep from any machine: run its waiting "
+                                 "trials until none is waiting or running (no report)")
+    worker.add_argument("config", type=Path)
+    worker.add_argument("--data", type=Path, help="the competition-format files the sweep uses")
+    worker.add_argument("--storage", help="the sweep's Optuna storage URL (postgresql://...)")
+    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+    worker.set_defaults(run=_worker)
 
     report = commands.add_parser("report", help="rewrite reports/<sweep>/ablation.md from MLflow")
     report.add_argument("config", type=Path)

@@ -259,6 +259,9 @@ class StudyConfig(Strict):
     heartbeat_interval: Annotated[int, Field(gt=0)] = 10
     grace_period: Annotated[int, Field(gt=0)] = 30
     max_retry: Annotated[int, Field(ge=0)] = 2
+    # Local worker processes `sweep` runs (this one included); `--workers N` overrides. Not part
+    # of any trial key: how many processes run a plan does not change its trials.
+    workers: Annotated[int, Field(gt=0)] = 1
 
 
 def non_empty_unique(value: list[Any]) -> list[Any]:

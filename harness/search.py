@@ -17,12 +17,20 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from harness.cache import stable_hash
 from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.data import TRAIN_LANGUAGES
 from harness.plan import Plan, TrialSpec, resolve_trial
 from harness.secrets import error_message
-from harness.study import ERROR_ATTR, FINISHED_STATES, KEY_ATTR, mark_worker, open_study
+from harness.study import (
+    ERROR_ATTR,
+    FINISHED_STATES,
+    KEY_ATTR,
+    mark_worker,
+    open_study,
+    planning_lock,
+)
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
             "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}
@@ -58,8 +66,14 @@ def search_space(config: SweepConfig, task: str,
     return space
 
 
-def _sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
-    return SAMPLERS[config.design.optuna.sampler](seed=config.seeds[0])
+def _sampler(config: SweepConfig, *, existing: int, worker: str) -> optuna.samplers.BaseSampler:
+    """The search sampler, seeded from `seeds[0]`, the trials already in the study and the worker.
+
+    A fresh search in one `sweep` process is reproducible (nothing existing, worker ""); a resumed
+    search does not replay its first points, and two workers on one study do not propose the same
+    parameters."""
+    seed = int(stable_hash({"seed": config.seeds[0], "existing": existing, "worker": worker})[:8], 16)
+    return SAMPLERS[config.design.optuna.sampler](seed=seed)
 
 
 def _pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
@@ -75,9 +89,14 @@ def study_name(config: SweepConfig, task: str, model: str) -> str:
     return f"{config.name}.{task}.{model}.search"
 
 
-def open_search_study(config: SweepConfig, *, url: str, task: str, model: str) -> optuna.Study:
-    return open_study(config, url=url, name=study_name(config, task, model),
-                      sampler=_sampler(config), pruner=_pruner(config))
+def open_search_study(config: SweepConfig, *, url: str, task: str, model: str,
+                      worker: str = "") -> optuna.Study:
+    """The (task, model) search study; `worker` names a process other than the sweep's own."""
+    with planning_lock(url, study_name(config, task, model)):
+        study = open_study(config, url=url, name=study_name(config, task, model),
+                           pruner=_pruner(config))
+    study.sampler = _sampler(config, existing=len(study.get_trials(deepcopy=False)), worker=worker)
+    return study
 
 
 def _finished(study: optuna.Study) -> int:
@@ -97,7 +116,8 @@ def run_search(config: SweepConfig, plan: Plan, *, worker: Any, url: str,
     for base in [t for t in plan.trials if t.seed == config.seeds[0] and t.heldout_language is None]:
         task, model = base.task, base.model
         outcome = SearchOutcome(task, model)
-        study = open_search_study(config, url=url, task=task, model=model)
+        study = open_search_study(config, url=url, task=task, model=model,
+                                  worker=getattr(worker, "identity", ""))
         space = search_space(config, task, base.components)
         done = _finished(study)
         if done >= search.n_trials:
@@ -137,6 +157,9 @@ def run_search(config: SweepConfig, plan: Plan, *, worker: Any, url: str,
         knobs = ", ".join(f"{k.removeprefix('components.')}={v:.3g}" for k, v in best.params.items())
         log(f"Search {task} ({model}): best search-split F1 {best.value:.4f} (trial {best.number}) "
             f"with {knobs}")
+        if getattr(worker, "identity", ""):  # a worker process: the sweep scores the best once
+            outcomes.append(outcome)
+            continue
         outcome.best = resolve_trial(config, task=task, components=base.components,
                                      seed=base.seed, model=model,
                                      fingerprints=worker.data.fingerprints,

@@ -8,11 +8,15 @@ studies, which compare trials of one configuration only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import socket
+import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import optuna
@@ -83,6 +87,47 @@ def rdb_storage(config: SweepConfig, url: str) -> RDBStorage:
     if sqlite:
         _serialise_sqlite(storage)
     return storage
+
+
+@contextlib.contextmanager
+def planning_lock(url: str, name: str) -> Iterator[None]:
+    """Hold the one lock that serialises planning across processes and machines.
+
+    Creating the schema, creating the sweep's parent run, recovering orphans and enqueueing the
+    plan all happen under it, so any number of `sweep`/`worker` processes started together enqueue
+    each configuration once. SQLite: an exclusive `flock` on a file beside the database (one
+    machine, the only place SQLite works). PostgreSQL: a session advisory lock keyed by the study
+    name, held on its own connection. Other databases get no lock."""
+    remember(url)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if not url.startswith(("postgresql", "postgres")):
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(f"harness:{name}".encode()).digest()[:8], "big", signed=True)
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        connection = engine.connect()
+    except Exception as error:  # noqa: BLE001 - one line for every driver error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageError(f"--storage / study.storage {mask(url)!r}: cannot connect "
+                           f"({mask(first)})") from None
+    try:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        connection.close()
+        engine.dispose()
 
 
 def open_study(config: SweepConfig, *, url: str, name: str,
@@ -162,6 +207,33 @@ def stop_when_queue_empty(study: optuna.Study, _trial: optuna.trial.FrozenTrial)
         study.stop()
 
 
+def drain(study: optuna.Study, objective: Callable[[optuna.Trial], float], *, url: str,
+          poll_seconds: float = 5.0) -> None:
+    """Run queued trials until none is waiting and none is running anywhere.
+
+    A worker whose queue is empty waits while other workers' trials run: if one of them dies, the
+    heartbeat (or, on this host, the dead PID) fails it, the retry callback or `recover_orphans`
+    queues it again, and this worker runs it."""
+    while True:
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,),
+                           gc_after_trial=True)
+            continue
+        with planning_lock(url, study.study_name):  # recovery enqueues: one process at a time
+            optuna.storages.fail_stale_trials(study)  # heartbeat: other hosts' dead workers
+            recover_orphans(study)  # this host's dead workers (no heartbeat needed)
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        time.sleep(poll_seconds)
+
+
+def unfinished(study: optuna.Study) -> bool:
+    """Whether any trial is still waiting or running (in any process)."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+
+
 def failures(study: optuna.Study, keys: Iterable[str]) -> dict[str, str]:
     """Key -> error of each trial whose latest attempt failed with an error."""
     wanted = set(keys)
@@ -174,5 +246,6 @@ def failures(study: optuna.Study, keys: Iterable[str]) -> dict[str, str]:
             if t.state == TrialState.FAIL}
 
 
-__all__ = ["KEY_ATTR", "StorageError", "enqueue_plan", "failures", "mark_worker", "open_study",
-           "recover_orphans", "stop_when_queue_empty", "storage_url"]
+__all__ = ["KEY_ATTR", "StorageError", "drain", "enqueue_plan", "failures", "mark_worker",
+           "open_study", "planning_lock", "recover_orphans", "stop_when_queue_empty",
+           "storage_url", "unfinished"]

@@ -11,9 +11,12 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import sys
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import optuna
@@ -35,13 +38,15 @@ from harness.stages import Stages
 from harness.study import (
     ERROR_ATTR,
     KEY_ATTR,
+    drain,
     enqueue_plan,
     failures,
     mark_worker,
     open_study,
+    planning_lock,
     recover_orphans,
-    stop_when_queue_empty,
     storage_url,
+    unfinished,
 )
 from harness.tracking import (
     Tracker,
@@ -51,6 +56,13 @@ from harness.tracking import (
     trial_records,
 )
 from harness.trial import run_trial
+from harness.workers import (
+    join_local_workers,
+    share_cores,
+    start_local_workers,
+    stop_local_workers,
+    trials_per_worker,
+)
 
 
 @dataclass
@@ -62,10 +74,14 @@ class SweepSummary:
     tracking_uri: str = ""
     cache_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     pruned: int = 0
+    per_worker: dict[str, int] = field(default_factory=dict)
+
+
+LOG_PREFIX = ""  # "[worker 2] " in a local worker process
 
 
 def log(message: str) -> None:
-    print(message, flush=True)
+    print(f"{LOG_PREFIX}{message}" if message else message, flush=True)
 
 
 def _exit_on_second_interrupt() -> None:
@@ -83,9 +99,11 @@ class Worker:
         self.config = config
         self.data = data
         self.specs = {t.key: t for t in plan.trials}
+        self.ordinal = {t.key: i for i, t in enumerate(plan.trials, start=1)}
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.progress = progress
+        self.identity = ""  # "host:pid" in a worker process (search samplers differ per worker)
         self.cache = StageCache(config.cache_dir / "stages")
         self.stages = Stages(config=config, cache=self.cache, data=data)
         self.loaded: LoadedModel | None = None
@@ -124,7 +142,9 @@ class Worker:
         if finished is not None:
             log(f"[{position}] {spec.name}: already finished in MLflow (run {finished.info.run_id[:8]})")
             return float(finished.data.metrics.get("f1", 0.0))
-        self.tracker.close_stale_runs(sweep, spec.key)
+        live = ({str(t.number) for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                 if t.number != trial.number} if trial is not None else set())
+        self.tracker.close_stale_runs(sweep, spec.key, live_trials=live)
         search = spec.role == "search"
         sets = self.stages.evaluation_sets(self.data.tasks[spec.task],
                                            heldout_language=spec.heldout_language,
@@ -184,7 +204,9 @@ class Worker:
             log(f"[{position}] {spec.name}: WARNING: learned nothing: {outcome.degenerate}")
         return float(m["f1"])
 
-    def objective(self, total: int):
+    def objective(self):
+        total = len(self.specs)
+
         def objective(trial: optuna.Trial) -> float:
             key = trial.user_attrs.get(KEY_ATTR)
             if key is None:  # another worker took the last queued trial
@@ -197,7 +219,7 @@ class Worker:
                 raise RuntimeError(message)
             mark_worker(trial)
             self.done += 1
-            return self.run(self.specs[key], trial, position=f"trial {self.done}/{total}")
+            return self.run(self.specs[key], trial, position=f"trial {self.ordinal[key]}/{total}")
         return objective
 
 
@@ -257,65 +279,115 @@ def _dry_run(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str) ->
 
 
 def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool = False,
-              storage: str | None = None, progress: bool = True, report: bool = True) -> SweepSummary:
-    """Run (or resume) the sweep; returns what happened. Raises HarnessError on bad input."""
+              storage: str | None = None, progress: bool = True, report: bool = True,
+              workers: int = 1) -> SweepSummary:
+    """Run (or resume) the sweep; returns what happened. Raises HarnessError on bad input.
+
+    `report=False` is a worker (`harness worker`, or a child of `--workers N`): it joins the
+    sweep's parent run, works until no trial is waiting or running, and writes no report.
+    `workers` > 1 starts that many local worker processes in all, this one included."""
     # Our own lines report trials; Optuna would add a traceback per failed or interrupted trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(config, storage)
     tracking_uri = resolve_tracking_uri(config.tracking.uri)
-    data = prepare_data(config, load=not dry_run)
-    plan = build_plan(config, data_fingerprints=data.fingerprints)
     if dry_run:
+        data = prepare_data(config, load=False)
+        plan = build_plan(config, data_fingerprints=data.fingerprints)
         return _dry_run(config, plan, url=url, tracking_uri=tracking_uri)
 
-    study = open_study(config, url=url, name=config.name)  # a bad URL fails before MLflow
-    log(data.describe())
-    tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
-    parent = tracker.sweep_run(config.name, params={"config": masked_json(config),
-                                                    "design": config.design.kind})
+    queued = plan_and_queue(config, url=url, tracking_uri=tracking_uri, retry_failed=retry_failed)
+    if report:
+        log(queued.data.describe())
     try:
-        return _run(config, plan, data=data, study=study, tracker=tracker, parent=parent,
-                    url=url, retry_failed=retry_failed, progress=progress, report=report)
-    except KeyboardInterrupt:
-        tracker.finish_sweep(parent, failed=True)
-        raise
+        return _run(config, queued, url=url, progress=progress, report=report, workers=workers)
     except BaseException:
-        tracker.finish_sweep(parent, failed=True)
+        queued.tracker.finish_sweep(queued.parent, failed=True)
         raise
 
 
-def _run(config: SweepConfig, plan: Plan, *, data: PreparedData, study: optuna.Study,
-         tracker: Tracker, parent: str, url: str, retry_failed: bool, progress: bool,
-         report: bool) -> SweepSummary:
+@dataclass
+class Queued:
+    """What planning leaves behind: the sweep's data, plan, study, parent run and queue counts."""
+
+    data: PreparedData
+    plan: Plan
+    study: optuna.Study
+    tracker: Tracker
+    parent: str
+    counts: dict[str, int]
+    recovered: int
+
+
+def plan_and_queue(config: SweepConfig, *, url: str, tracking_uri: str,
+                   retry_failed: bool = False) -> Queued:
+    """Prepare the data, open the study and the parent run, and enqueue the plan's trials.
+
+    Everything that creates shared state (schema, experiment, parent run, queue)
+    happens under one lock, so any number of processes started together plan once. (The data
+    comes first, outside it: bad data fails before anything is written, and the built-in
+    benchmark is generated atomically anyway.)"""
+    data = prepare_data(config)
+    plan = build_plan(config, data_fingerprints=data.fingerprints)
+    with planning_lock(url, config.name):
+        study = open_study(config, url=url, name=config.name)  # a bad URL fails before MLflow
+        tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
+        parent = tracker.sweep_run(config.name, params={"config": masked_json(config),
+                                                        "design": config.design.kind})
+        optuna.storages.fail_stale_trials(study)  # other hosts' dead workers (heartbeat)
+        recovered = recover_orphans(study)
+        counts = enqueue_plan(study, [t.key for t in plan.trials], retry_failed=retry_failed)
+    return Queued(data, plan, study, tracker, parent, dict(counts), recovered)
+
+
+def _log_sweep_inputs(config: SweepConfig, data: PreparedData, tracker: Tracker, parent: str) -> None:
     tracker.log_text(parent, masked_json(config, indent=2), "config.json")
     tracker.log_text(parent, data.describe(), "data_summary.txt")
     tracker.set_tags(parent, {f"harness.data.fingerprint.{task}": value
                               for task, value in data.fingerprints.items()}
                      | {"harness.data.directory": str(data.directory)})
     tracker.log_metrics(parent, data.dropped_counts())
-    worker = Worker(config=config, data=data, plan=plan, tracker=tracker, parent_run_id=parent,
-                    progress=progress)
-    recovered = recover_orphans(study)
-    counts = enqueue_plan(study, [t.key for t in plan.trials], retry_failed=retry_failed)
+
+
+def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, report: bool,
+         workers: int) -> SweepSummary:
+    started = datetime.now(UTC)
+    data, plan, study, tracker, parent = (queued.data, queued.plan, queued.study, queued.tracker,
+                                          queued.parent)
+    counts, recovered = Counter(queued.counts), queued.recovered
+    _log_sweep_inputs(config, data, tracker, parent)
     log(f"Plan: {len(plan.trials)} trials — {counts['finished']} already finished, "
         f"{counts['enqueued'] + counts['queued']} to run"
         + (f", {counts['failed']} failed earlier (rerun them with --retry-failed)" if counts["failed"] else "")
         + (f"; {recovered} interrupted trial(s) re-queued" if recovered else ""))
+    worker = Worker(config=config, data=data, plan=plan, tracker=tracker, parent_run_id=parent,
+                    progress=progress and workers == 1)
+    if not report:
+        worker.identity = f"{socket.gethostname()}:{os.getpid()}"
+    children = []
+    if workers > 1 and counts["enqueued"] + counts["queued"] > 1:
+        share_cores(workers, config.model.name)
+        children = start_local_workers(config, url=url, count=workers)
+        log(f"Started {len(children)} more local worker(s): pids "
+            + ", ".join(str(p.pid) for p in children))
     interrupted = False
     searches: list[SearchOutcome] = []
     try:
-        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            study.optimize(worker.objective(counts["enqueued"] + counts["queued"]),
-                           callbacks=[stop_when_queue_empty], catch=(Exception,), gc_after_trial=True)
+        drain(study, worker.objective(), url=url,
+              poll_seconds=min(5.0, config.study.heartbeat_interval))
         if config.design.kind == "optuna":
             searches = run_search(config, plan, worker=worker, url=url, log=log)
     except KeyboardInterrupt:
         interrupted = True
         _exit_on_second_interrupt()
+        stop_local_workers(children)
         log("Interrupted: the running trial is marked KILLED; rerun the same command to resume.")
+    problems = join_local_workers(children)
+    for problem in problems:
+        log(f"WARNING: local worker {problem}; its trial goes back to the queue on the next run")
     failed = [(worker.specs[k].name, error) for k, error in failures(study, worker.specs).items()]
     failed += [item for outcome in searches for item in outcome.failed]
-    tracker.finish_sweep(parent, failed=bool(failed) or interrupted)
+    if interrupted or not unfinished(study):  # the last worker out closes the parent run
+        tracker.finish_sweep(parent, failed=bool(failed) or interrupted)
     if interrupted:
         raise KeyboardInterrupt
     records = trial_records(tracker, config.name, statuses=("FINISHED", "KILLED"))
@@ -325,7 +397,8 @@ def _run(config: SweepConfig, plan: Plan, *, data: PreparedData, study: optuna.S
     summary = SweepSummary(planned=len(plan.trials) + searched, finished=len(finished),
                            failed=failed, tracking_uri=tracker.uri,
                            cache_counts=worker.cache.counts(),
-                           pruned=sum(r.pruned for r in records))
+                           pruned=sum(r.pruned for r in records),
+                           per_worker=dict(trials_per_worker(study, worker.specs, since=started)))
     if report and finished:
         load_predictions(tracker, [r for r in finished if r.role == "planned"])
         summary.report = write_report(config, plan=plan, records=records, data=data)
@@ -338,6 +411,9 @@ def _print_summary(summary: SweepSummary) -> None:
     log("")
     pruned = f", {summary.pruned} search trial(s) pruned" if summary.pruned else ""
     log(f"Done: {summary.finished} of {summary.planned} trials finished{pruned}.")
+    if len(summary.per_worker) > 1 and not LOG_PREFIX:  # the sweep process says it once
+        log("Trials run by each worker: " + ", ".join(
+            f"{where} {count}" for where, count in sorted(summary.per_worker.items())))
     hits = sum(c["hits"] for c in summary.cache_counts.values())
     misses = sum(c["misses"] for c in summary.cache_counts.values())
     log(f"Stage cache: {hits} hits, {misses} computed ("
@@ -350,5 +426,6 @@ def _print_summary(summary: SweepSummary) -> None:
         log("Rerun only those with: python -m harness sweep CONFIG --retry-failed")
     if summary.report:
         log(f"Report: {summary.report}")
-    log(f"Dashboard: {dashboard_command(summary.tracking_uri)}")
+    if not LOG_PREFIX:
+        log(f"Dashboard: {dashboard_command(summary.tracking_uri)}")
     sys.stdout.flush()

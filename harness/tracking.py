@@ -129,9 +129,12 @@ class Tracker:
         runs = self.trial_runs(sweep, key=key, status="FINISHED")
         return runs[0] if runs else None
 
-    def close_stale_runs(self, sweep: str, key: str, *, status: str = "KILLED") -> int:
-        """Mark this trial's runs still RUNNING (their process died) as KILLED."""
-        stale = self.trial_runs(sweep, key=key, status="RUNNING")
+    def close_stale_runs(self, sweep: str, key: str, *, status: str = "KILLED",
+                         live_trials: set[str] = frozenset()) -> int:
+        """Mark this trial's runs still RUNNING (their process died) as KILLED; a run whose Optuna
+        trial number is in `live_trials` belongs to a live worker and is left alone."""
+        stale = [run for run in self.trial_runs(sweep, key=key, status="RUNNING")
+                 if run.data.tags.get("harness.optuna_trial") not in live_trials]
         for run in stale:
             self.client.set_terminated(run.info.run_id, status=status)
         return len(stale)

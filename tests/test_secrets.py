@@ -12,7 +12,7 @@ import pytest
 from harness.cli import main
 from harness.secrets import error_message, mask, masked_json, remember, url_secrets
 from harness.sweep import run_sweep
-from tests.pg_cluster import PASSWORD, postgres  # noqa: F401 - the fixture
+from tests.pg_cluster import PASSWORD
 from tests.sweep_helpers import tiny_config
 
 
@@ -84,7 +84,7 @@ def test_tracking_store_error_is_one_line_without_the_password(tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_sweep_on_a_password_storage_never_writes_the_password(tmp_path, monkeypatch, postgres):  # noqa: F811
+def test_sweep_on_a_password_storage_never_writes_the_password(tmp_path, monkeypatch, postgres):
     monkeypatch.chdir(tmp_path)  # MLflow's artifacts land under the working directory
     storage = postgres.create_database("secrets_sweep")
     assert "%40" in storage and "/" in storage.split("@")[0]  # `/` and `@` (encoded) in it
