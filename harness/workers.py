@@ -25,10 +25,13 @@ from harness.config import SweepConfig
 from harness.study import KEY_ATTR
 
 
-def _child(config: SweepConfig, url: str, index: int, count: int) -> None:
+def _child(raw_config: dict, url: str, index: int, count: int) -> None:
     import torch  # the child's own torch: set devices and threads before any model exists
 
     from harness import sweep
+    from harness.config import parse_config
+
+    config = parse_config(raw_config, source="worker config")
 
     gpus = torch.cuda.device_count()
     if gpus:
@@ -48,7 +51,10 @@ def start_local_workers(config: SweepConfig, *, url: str, count: int) -> list[Ba
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(1, count):
-        process = context.Process(target=_child, args=(config, url, index, count),
+        # The validated config goes as plain JSON data: its class may be a schema rebuilt for
+        # registered plugin components, which pickle cannot name in a fresh interpreter.
+        raw_config = config.model_dump(mode="json")
+        process = context.Process(target=_child, args=(raw_config, url, index, count),
                                   name=f"harness-worker-{index}", daemon=False)
         process.start()
         processes.append(process)

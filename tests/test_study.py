@@ -20,7 +20,7 @@ def _config(root: Path):
                          "cache_dir": str(root / "cache"), "reports_dir": str(root / "reports")})
 
 
-def _pop_all(root: str, out: str, start) -> None:  # noqa: ANN001 - a multiprocessing.Event
+def _pop_all(root: str, out: str, start) -> None:  # noqa: ANN001 - a multiprocessing.Barrier
     config = _config(Path(root))
     study = open_study(config, url=config.study.storage, name="q")
     start.wait()
@@ -40,12 +40,11 @@ def test_two_processes_never_pop_the_same_sqlite_trial(tmp_path):
     study = open_study(config, url=config.study.storage, name="q")
     enqueue_plan(study, [f"k{i}" for i in range(150)], retry_failed=False)
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
+    start = ctx.Barrier(2)  # both pop only once both have imported and opened the study
     outs = [tmp_path / f"popped{i}.txt" for i in range(2)]
     workers = [ctx.Process(target=_pop_all, args=(str(tmp_path), str(out), start)) for out in outs]
     for worker in workers:
         worker.start()
-    start.set()
     for worker in workers:
         worker.join(120)
         assert worker.exitcode == 0

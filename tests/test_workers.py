@@ -6,12 +6,16 @@ import mlflow
 import optuna
 from optuna.trial import TrialState
 
+from harness.components import REGISTRY
 from harness.study import KEY_ATTR
 from harness.sweep import run_sweep
 from tests.sweep_helpers import child_runs, tiny_config
+from tests.test_registry import Shout
 
 
 def test_two_local_workers_run_each_trial_once_and_share_the_work(tmp_path, capfd):
+    # A plugin registered and removed earlier rebuilds the schema class; children must still start.
+    REGISTRY.unregister(REGISTRY.register(Shout()).name)
     config = tiny_config(tmp_path, tasks=["QC"], design={"kind": "grid", "switches": ["LT"]},
                          seeds=[0, 1],
                          training={"epochs": 20, "learning_rate": 3e-3, "batch_size": 16,
