@@ -27,6 +27,7 @@ from harness import __version__
 from harness.cache import StageCache
 from harness.components import REGISTRY
 from harness.config import SweepConfig
+from harness.dashboard import dashboard_lines, experiment_tags
 from harness.data.prepare import PreparedData, prepare_data
 from harness.learner import LoadedModel, load_base_model
 from harness.plan import Plan, TrialSpec, build_plan, models_of
@@ -50,7 +51,6 @@ from harness.study import (
 )
 from harness.tracking import (
     Tracker,
-    dashboard_command,
     load_predictions,
     resolve_tracking_uri,
     trial_records,
@@ -72,6 +72,8 @@ class SweepSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     report: Path | None = None
     tracking_uri: str = ""
+    experiment_id: str = ""
+    dashboard: list[str] = field(default_factory=list)  # the lines that say how to open it
     cache_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     pruned: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
@@ -333,6 +335,8 @@ def plan_and_queue(config: SweepConfig, *, url: str, tracking_uri: str,
         tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
         parent = tracker.sweep_run(config.name, params={"config": masked_json(config),
                                                         "design": config.design.kind})
+        tracker.set_experiment_tags(experiment_tags(
+            config.name, [*config.design.always_on, *config.design.switches]))
         optuna.storages.fail_stale_trials(study)  # other hosts' dead workers (heartbeat)
         recovered = recover_orphans(study)
         counts = enqueue_plan(study, [t.key for t in plan.trials], retry_failed=retry_failed)
@@ -396,6 +400,8 @@ def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, repor
     searched = sum(config.design.optuna.n_trials + 1 for _ in searches)
     summary = SweepSummary(planned=len(plan.trials) + searched, finished=len(finished),
                            failed=failed, tracking_uri=tracker.uri,
+                           experiment_id=tracker.experiment_id,
+                           dashboard=dashboard_lines(tracker.uri, tracker.experiment_id, config.name),
                            cache_counts=worker.cache.counts(),
                            pruned=sum(r.pruned for r in records),
                            per_worker=dict(trials_per_worker(study, worker.specs, since=started)))
@@ -427,5 +433,6 @@ def _print_summary(summary: SweepSummary) -> None:
     if summary.report:
         log(f"Report: {summary.report}")
     if not LOG_PREFIX:
-        log(f"Dashboard: {dashboard_command(summary.tracking_uri)}")
+        for line in summary.dashboard:
+            log(line)
     sys.stdout.flush()

@@ -38,12 +38,6 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
 
 
-def dashboard_command(uri: str) -> str:
-    if uri.startswith(("http://", "https://")):
-        return f"open {mask(uri)} in a browser"
-    return f"mlflow ui --backend-store-uri {mask(uri)} --host 127.0.0.1 --port 5000"
-
-
 class TrackingError(HarnessError):
     """The MLflow tracking store cannot be reached."""
 
@@ -109,6 +103,10 @@ class Tracker:
             filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
             order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0].data.tags.get("harness.data.directory") if runs else None
+
+    def set_experiment_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def finish_sweep(self, run_id: str, *, failed: bool) -> None:
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
