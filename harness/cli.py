@@ -41,7 +41,7 @@ def _report(args: argparse.Namespace) -> int:
     from harness.config import load_config, with_data_dir
     from harness.data.prepare import prepare_data
     from harness.plan import build_plan
-    from harness.report import write_report
+    from harness.publish import print_table, write_report
     from harness.tracking import Tracker, load_predictions, resolve_tracking_uri, trial_records
 
     config = load_config(args.config)
@@ -64,8 +64,15 @@ def _report(args: argparse.Namespace) -> int:
         raise HarnessError(f"no finished trials of this plan of sweep '{config.name}' in MLflow "
                            f"({tracker.uri}) for the data in {data.directory}{hint}")
     load_predictions(tracker, [r for r in records if r.status == "FINISHED" and r.role == "planned"])
-    path = write_report(config, plan=plan, records=records, data=data)
-    print(f"Report: {path}")
+    files = write_report(config, plan=plan, records=records, data=data,
+                         load_history=tracker.metric_history, load_frame=tracker.load_frame,
+                         formats=sorted({"md", "csv", args.format}), submit_keys=args.submit or ())
+    print(files.headline if args.format == "md" else print_table(files.tables, args.format))
+    for submission in files.submissions:
+        print(submission.describe())
+    for archive in files.archives:
+        print(f"Submission archive: {archive}")
+    print(f"Report: {files.markdown}")
     return 0
 
 
@@ -148,10 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-progress", action="store_true", help="no progress bars")
     worker.set_defaults(run=_worker)
 
-    report = commands.add_parser("report", help="rewrite reports/<sweep>/ablation.md from MLflow")
+    report = commands.add_parser("report", help="rewrite reports/<sweep>/ (report, plots, "
+                                 "tables, submissions) from MLflow")
     report.add_argument("config", type=Path)
     report.add_argument("--data", type=Path, help="the competition-format files the sweep ran on "
                         "(as given to `sweep --data`)")
+    report.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md",
+                        help="print the main table in this format (and write ablation.<ext>; "
+                        "ablation.md and ablation.csv are always written)")
+    report.add_argument("--submit", nargs="+", metavar="TRIAL_KEY",
+                        help="submit these trials' predictions (one key or unique key prefix "
+                        "per task) instead of the best configuration's")
     report.set_defaults(run=_report)
 
     data = commands.add_parser("data", help="generate or check competition-format data")

@@ -13,6 +13,7 @@ from harness.plan import TrialSpec
 TRIAL_KEY_TAG = "harness.trial_key"
 # Set on a trial that learned nothing (one class, or F1 not above all-"yes"): the reason.
 DEGENERATE_TAG = "harness.degenerate"
+MACHINE_TAG = "harness.machine"
 _TAGS = {"task": "harness.task", "components": "harness.components", "seed": "harness.seed",
          "model": "harness.model", "heldout_language": "harness.heldout_language",
          "role": "harness.trial_role", "rows": "harness.rows", "eval_split": "harness.eval_split"}
@@ -39,6 +40,7 @@ class TrialRecord:
     pruned: bool = False
     error: str | None = None
     degenerate: str | None = None  # why the trial learned nothing; such trials get no verdict
+    machine: str = ""  # where it ran (platform, cores, GPU): the report's footer lists them
     # Per-row predictions on the evaluation rows (id, language, label, p_yes, prediction);
     # loaded on demand from the run's artifact `predictions_artifact`.
     predictions: pd.DataFrame | None = field(default=None, repr=False)
@@ -96,7 +98,7 @@ class TrialRecord:
             metrics=dict(run.data.metrics), status=run.info.status, run_id=run.info.run_id,
             start_time=int(run.info.start_time or 0),
             pruned=tags.get("harness.pruned") == "true", error=tags.get("harness.error"),
-            degenerate=tags.get(DEGENERATE_TAG) or None)
+            degenerate=tags.get(DEGENERATE_TAG) or None, machine=tags.get(MACHINE_TAG, ""))
 
 
-__all__ = ["DEGENERATE_TAG", "TRIAL_KEY_TAG", "TrialRecord"]
+__all__ = ["DEGENERATE_TAG", "MACHINE_TAG", "TRIAL_KEY_TAG", "TrialRecord"]

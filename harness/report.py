@@ -10,25 +10,21 @@ against injected-noise ground truth.
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
-from harness import __version__
-from harness.cache import atomic_write
 from harness.components import REGISTRY
 from harness.config import SweepConfig
-from harness.data.prepare import PreparedData
 from harness.design import make_design
 from harness.paired import CellResult, pooled_f1
 from harness.plan import Plan, models_of
 from harness.record import TrialRecord
 from harness.verdicts import contrasts, factorial_estimates, format_p, sentence
+
+# What a trial costs: its QR checker fine-tune, its training and its scoring (seconds).
+COST_METRICS = ("checker_seconds", "train_seconds", "score_seconds")
 
 
 def make_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -60,7 +56,7 @@ def _mean(values: list[float]) -> str:
     return f"{np.mean(values):.3f}" if values else "–"
 
 
-class _Records:
+class Results:
     """The plan's finished trials, looked up by (model, task, components label, held-out
     language); every table of a report reads through this one selection."""
 
@@ -70,6 +66,14 @@ class _Records:
         self.all = owned
         self.finished = [r for r in owned if r.status == "FINISHED"]
         self.by_key = {r.key: r for r in self.finished}
+        self._contrasts: dict[str, list] = {}
+        self.frames: dict[tuple[str, tuple[str, ...]], pd.DataFrame] = {}
+
+    def contrasts(self, model: str) -> list:
+        """The paired comparisons of `model` (computed once: the tables and the plots share them)."""
+        if model not in self._contrasts:
+            self._contrasts[model] = contrasts(self.plan, self.all, models=[model])
+        return self._contrasts[model]
 
     def planned(self, *, model: str, task: str, label: str,
                 heldout: str | None = None) -> list[TrialRecord]:
@@ -89,33 +93,91 @@ class _Records:
         return pooled_f1(frames, groups="group" if grouped else None)
 
 
-def _ablation_table(results: _Records, tasks: Sequence[str], model: str) -> str:
-    headers = ["configuration", *tasks] + (["overall"] if len(tasks) > 1 else [])
+def ablation_frame(results: Results, tasks: Sequence[str], model: str) -> pd.DataFrame:
+    key = (model, tuple(tasks))
+    if key not in results.frames:
+        results.frames[key] = _ablation_frame(results, tasks, model)
+    return results.frames[key]
+
+
+def _ablation_frame(results: Results, tasks: Sequence[str], model: str) -> pd.DataFrame:
+    """The main table as data (one row per configuration): per task the mean F1 over seeds, its
+    95% interval, the seed spread, seeds, whether a trial learned nothing, and the mean cost of a
+    trial in seconds (train + score + QR checker); `overall` = 0.5·QC + 0.5·QI as the
+    competition scored it, its interval from the tasks' half-widths (independent rows:
+    0.5·sqrt(h_QC² + h_QI²)). The markdown table, the CSV, JSON and LaTeX exports and the
+    terminal table are all drawn from this frame."""
     rows = []
     for configuration in results.plan.configurations:
-        cells, means = [], []
+        row: dict[str, object] = {"model": model, "configuration": configuration.label}
         for task in tasks:
             records = results.planned(model=model, task=task, label=_label(configuration, task))
-            value = results.cell(records)
-            flag = " ⚠" if any(r.degenerate for r in records) else ""
-            cells.append("–" if value is None else _fmt(value) + flag)
-            if value is not None:
-                means.append(value.f1)
+            cell = results.cell(records)
+            row[task] = cell.f1 if cell else np.nan
+            row[f"{task}_low"] = cell.low if cell else np.nan
+            row[f"{task}_high"] = cell.high if cell else np.nan
+            row[f"{task}_seed_sd"] = cell.seed_sd if cell and cell.seed_sd is not None else np.nan
+            row[f"{task}_seeds"] = len(records)
+            row[f"{task}_learned_nothing"] = any(r.degenerate for r in records)
+            row[f"{task}_seconds"] = (float(np.mean([sum(r.metrics.get(m, 0.0) for m in COST_METRICS)
+                                                     for r in records])) if records else np.nan)
         if len(tasks) > 1:
-            cells.append(f"{np.mean(means):.3f}" if len(means) == len(tasks) else "–")
-        rows.append([configuration.label, *cells])
+            f1s = [row[t] for t in tasks]
+            halves = [(row[f"{t}_high"] - row[f"{t}_low"]) / 2 for t in tasks]
+            row["overall"] = float(np.mean(f1s))
+            half = float(np.sqrt(np.sum(np.square(halves)))) / len(tasks)
+            row["overall_low"], row["overall_high"] = row["overall"] - half, row["overall"] + half
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _baseline_f1(results: Results, task: str, model: str) -> float | None:
+    runs = [r for r in results.finished if r.task == task and r.model == model
+            and r.heldout_language is None and r.role == "planned"]
+    return runs[0].metrics["baseline_f1"] if runs else None
+
+
+def ablation_table(results: Results, tasks: Sequence[str], model: str) -> str:
+    """The main table in markdown (the report's first table, printed at the end of a sweep)."""
+    frame = ablation_frame(results, tasks, model)
+    overall = "overall" in frame
+    best = frame["overall" if overall else tasks[0]].max()
+    headers = ["configuration", *tasks] + (["overall (0.5·QC + 0.5·QI)"] if overall else [])
+    headers.append("seconds per trial")
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for task in tasks:
+            if np.isnan(row[task]):
+                cells.append("–")
+                continue
+            spread = f", sd {row[f'{task}_seed_sd']:.3f}" if not np.isnan(row[f"{task}_seed_sd"]) else ""
+            flag = " ⚠" if row[f"{task}_learned_nothing"] else ""
+            cells.append(f"{row[task]:.3f} [{row[f'{task}_low']:.3f}, {row[f'{task}_high']:.3f}"
+                         f"{spread}]{flag}")
+        if overall:
+            cells.append("–" if np.isnan(row["overall"]) else
+                         f"{row['overall']:.3f} [{row['overall_low']:.3f}, {row['overall_high']:.3f}]")
+        seconds = sum(row[f"{t}_seconds"] for t in tasks if not np.isnan(row[f"{t}_seconds"]))
+        cells.append(f"{seconds:.0f}")
+        label = row["configuration"]
+        key = row["overall" if overall else tasks[0]]
+        if not np.isnan(key) and key == best:
+            label = f"**{label}**"
+        rows.append([label, *cells])
     baseline_row = ["all-\"yes\" baseline"]
     for task in tasks:
-        runs = [r for r in results.finished if r.task == task and r.model == model
-                and r.heldout_language is None and r.role == "planned"]
-        baseline_row.append(f"{runs[0].metrics['baseline_f1']:.3f}" if runs else "–")
-    if len(tasks) > 1:
-        baseline_row.append("")
+        value = _baseline_f1(results, task, model)
+        baseline_row.append("–" if value is None else f"{value:.3f}")
+    if overall:
+        values = [_baseline_f1(results, t, model) for t in tasks]
+        baseline_row.append("" if None in values else f"{np.mean(values):.3f}")
+    baseline_row.append("")
     rows.append(baseline_row)
     return make_table(headers, rows)
 
 
-def _language_table(results: _Records, model: str, task: str,
+def _language_table(results: Results, model: str, task: str,
                     train_languages: Sequence[str]) -> str:
     """F1 per language (mean over seeds ± half-width of its 95% interval), with row counts."""
     runs_of_task = [r for r in results.finished if r.task == task and r.model == model
@@ -144,7 +206,7 @@ def _language_table(results: _Records, model: str, task: str,
     return make_table(headers, rows)
 
 
-def _leave_language_out_table(results: _Records, model: str, task: str) -> str:
+def _leave_language_out_table(results: Results, model: str, task: str) -> str:
     """F1 on language L of a model trained without L, beside the seen-language F1 of the model
     trained on every language: the honest estimate of unseen-language F1 on real data."""
     languages = list(dict.fromkeys(t.heldout_language for t in results.plan.trials
@@ -168,9 +230,9 @@ def _leave_language_out_table(results: _Records, model: str, task: str) -> str:
     return make_table(headers, rows)
 
 
-def _comparisons(results: _Records, models: Sequence[str]) -> list[str]:
-    """The paired comparisons section: a table per model and one verdict sentence each."""
-    found = contrasts(results.plan, results.all, models=models)
+def _comparisons(results: Results, model: str) -> list[str]:
+    """The paired comparisons section: a table and one verdict sentence each."""
+    found = results.contrasts(model)
     tested = [c for c in found if c.result is not None]
     if not found:
         return []
@@ -209,7 +271,7 @@ def _comparisons(results: _Records, models: Sequence[str]) -> list[str]:
             *(f"- {sentence(c)}" for c in found if c.result is not None or "learned" in c.note)]
 
 
-def _effects_table(results: _Records, config: SweepConfig, model: str, task: str) -> str:
+def _effects_table(results: Results, config: SweepConfig, model: str, task: str) -> str:
     """Factorial main effects and two-factor interactions (grid and fractional designs)."""
     if config.design.kind not in ("grid", "fractional"):
         return ""
@@ -233,7 +295,7 @@ def _effects_table(results: _Records, config: SweepConfig, model: str, task: str
                           "aliased with"], rows))
 
 
-def _quality_table(results: _Records, model: str, task: str) -> str:
+def _quality_table(results: Results, model: str, task: str) -> str:
     """Beside F1: precision, recall, ROC-AUC and the share predicted "yes" (mean over seeds)."""
     rows = []
     for label in _task_labels(results.plan, task):
@@ -249,7 +311,7 @@ def _quality_table(results: _Records, model: str, task: str) -> str:
                        "predicted yes", "learned nothing"], rows)
 
 
-def _search_table(results: _Records, task: str, *, top: int = 5) -> str:
+def _search_table(results: Results, task: str, *, top: int = 5) -> str:
     """The best trials of an Optuna search of this plan, best first (search-split F1)."""
     runs = [r for r in results.all if r.task == task and r.role == "search"]
     if not runs:
@@ -270,36 +332,19 @@ def _search_table(results: _Records, task: str, *, top: int = 5) -> str:
             + make_table(["search F1", "QR removed", "knobs"], rows) + chosen)
 
 
-def _searched_paths(results: _Records) -> set[str]:
+def _searched_paths(results: Results) -> set[str]:
     config = results.plan.trials[0].config if results.plan.trials else None
     return set(config.design.optuna.params) if config is not None else set()
 
 
-def footer(data: PreparedData) -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    import optuna
-    import peft
-    import torch
-    import transformers
-
-    fingerprints = ", ".join(f"{t} {f[:12]}" for t, f in data.fingerprints.items())
-    return (f"harness {__version__} (commit {commit}), Python {platform.python_version()}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}, "
-            f"peft {peft.__version__}, optuna {optuna.__version__}; data fingerprints: "
-            f"{fingerprints}; generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.")
-
-
 def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
                 train_languages: dict[str, list[str]], data_source: str,
-                footer_text: str = "") -> str:
+                footer_text: str = "", results: Results | None = None,
+                figures: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> str:
     """The markdown report of `plan` from its trial records (a pure function: no MLflow, no
-    torch). Records of other plans are ignored; planned records need their predictions."""
-    results = _Records(records, plan)
+    torch). Records of other plans are ignored; planned records need their predictions.
+    `figures`: per model, (caption, path relative to the report) of the plots to embed."""
+    results = results or Results(records, plan)
     eval_names = sorted({r.eval_split for r in results.finished if r.role == "planned"})
     tasks = list(plan.tasks or config.tasks)
     sections = [
@@ -312,14 +357,19 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
         "bootstrap interval over query groups of the evaluation rows (one resample shared by "
         "every seed: row uncertainty only) and the seed-to-seed standard deviation (training "
         "variance; absent with one seed). ⚠ marks a cell with a trial that learned nothing. "
-        "Components that do not apply to a task are ignored for that task, so such rows repeat "
-        "a trial."
+        + ("`overall` is 0.5·QC + 0.5·QI, as the competition scored it (its interval combines "
+           "the two tasks' half-widths, their rows being independent). " if len(tasks) > 1 else "")
+        + "The best row is in bold; seconds per trial is the mean over seeds of training, "
+        "scoring and QR-checker time, summed over tasks. Components that do not apply to a task "
+        "are ignored for that task, so such rows repeat a trial."
         + (" With one seed the intervals carry no training variance." if len(config.seeds) == 1
            else ""),
     ]
     for model in models_of(config):
-        sections += ["", f"## Model `{model}`", "", _ablation_table(results, tasks, model)]
-        sections += _comparisons(results, [model])
+        sections += ["", f"## Model `{model}`", "", ablation_table(results, tasks, model)]
+        sections += _comparisons(results, model)
+        for caption, path in (figures or {}).get(model, ()):
+            sections += ["", f"![{caption}]({path})"]
         for task in tasks:
             table = _effects_table(results, config, model, task)
             if table:
@@ -345,16 +395,3 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
             sections += ["", f"## {title}", "", text]
     sections += ["", "---", footer_text, ""]
     return "\n".join(sections)
-
-
-def write_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
-                 data: PreparedData) -> Path:
-    """Write `reports/<sweep>/ablation.md` and return its path."""
-    train_languages = {task: sorted(data.tasks[task].train.frame["language"].unique())
-                       for task in data.tasks}
-    text = make_report(config, plan=plan, records=records, train_languages=train_languages,
-                       data_source=data.source, footer_text=footer(data))
-    path = config.reports_dir / config.name / "ablation.md"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    os.chmod(path, 0o644)
-    return path

@@ -24,15 +24,15 @@ import torch
 from optuna.trial import TrialState
 
 from harness import __version__
-from harness.cache import StageCache
+from harness.cache import StageCache, stable_hash
 from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.dashboard import dashboard_lines, experiment_tags
 from harness.data.prepare import PreparedData, prepare_data
 from harness.learner import LoadedModel, load_base_model
 from harness.plan import Plan, TrialSpec, build_plan, models_of
-from harness.record import TrialRecord
-from harness.report import write_report
+from harness.publish import machine, write_report
+from harness.record import MACHINE_TAG, TrialRecord
 from harness.search import SearchOutcome, run_search
 from harness.secrets import error_message, mask, masked_json
 from harness.stages import Stages
@@ -74,6 +74,8 @@ class SweepSummary:
     tracking_uri: str = ""
     experiment_id: str = ""
     dashboard: list[str] = field(default_factory=list)  # the lines that say how to open it
+    headline: str = ""  # the report's main table
+    outputs: list[str] = field(default_factory=list)  # submission files written
     cache_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     pruned: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
@@ -106,6 +108,7 @@ class Worker:
         self.parent_run_id = parent_run_id
         self.progress = progress
         self.identity = ""  # "host:pid" in a worker process (search samplers differ per worker)
+        self.machine = machine()
         self.cache = StageCache(config.cache_dir / "stages")
         self.stages = Stages(config=config, cache=self.cache, data=data)
         self.loaded: LoadedModel | None = None
@@ -154,7 +157,7 @@ class Worker:
         record = TrialRecord.from_spec(spec, eval_split=sets.eval_name, train_rows=len(sets.train),
                                        eval_rows=len(sets.evaluation))
         params, _, tags = record.to_mlflow()
-        tags.update({"harness.version": __version__,
+        tags.update({"harness.version": __version__, MACHINE_TAG: self.machine,
                      "harness.optuna_trial": str(trial.number) if trial is not None else ""})
         run_id = self.tracker.start_trial(sweep=sweep, parent_run_id=self.parent_run_id,
                                           name=spec.name, tags=tags)
@@ -333,8 +336,10 @@ def plan_and_queue(config: SweepConfig, *, url: str, tracking_uri: str,
     with planning_lock(url, config.name):
         study = open_study(config, url=url, name=config.name)  # a bad URL fails before MLflow
         tracker = Tracker(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
-        parent = tracker.sweep_run(config.name, params={"config": masked_json(config),
-                                                        "design": config.design.kind})
+        parent = tracker.sweep_run(
+            config.name, plan_hash=stable_hash(sorted(t.key for t in plan.trials)),
+            params={"config": masked_json(config), "design": config.design.kind},
+            artifacts={"config.json": masked_json(config, indent=2)})
         tracker.set_experiment_tags(experiment_tags(
             config.name, [*config.design.always_on, *config.design.switches]))
         optuna.storages.fail_stale_trials(study)  # other hosts' dead workers (heartbeat)
@@ -344,7 +349,6 @@ def plan_and_queue(config: SweepConfig, *, url: str, tracking_uri: str,
 
 
 def _log_sweep_inputs(config: SweepConfig, data: PreparedData, tracker: Tracker, parent: str) -> None:
-    tracker.log_text(parent, masked_json(config, indent=2), "config.json")
     tracker.log_text(parent, data.describe(), "data_summary.txt")
     tracker.set_tags(parent, {f"harness.data.fingerprint.{task}": value
                               for task, value in data.fingerprints.items()}
@@ -407,8 +411,12 @@ def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, repor
                            per_worker=dict(trials_per_worker(study, worker.specs, since=started)))
     if report and finished:
         load_predictions(tracker, [r for r in finished if r.role == "planned"])
-        summary.report = write_report(config, plan=plan, records=records, data=data)
-        tracker.log_file(parent, summary.report)
+        files = write_report(config, plan=plan, records=records, data=data,
+                             load_history=tracker.metric_history, load_frame=tracker.load_frame)
+        summary.report, summary.headline = files.markdown, files.headline
+        summary.outputs = [s.describe() for s in files.submissions]
+        summary.outputs += [f"Submission archive: {a}" for a in files.archives]
+        tracker.log_report(parent, files)
     _print_summary(summary)
     return summary
 
@@ -430,6 +438,12 @@ def _print_summary(summary: SweepSummary) -> None:
         for name, error in summary.failed:
             log(f"  {name}: {error}")
         log("Rerun only those with: python -m harness sweep CONFIG --retry-failed")
+    if summary.headline:
+        log("")
+        log(summary.headline)
+        log("")
+    for line in summary.outputs:
+        log(line)
     if summary.report:
         log(f"Report: {summary.report}")
     if not LOG_PREFIX:

@@ -27,6 +27,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 SWEEP_TAG = "harness.sweep"
 ROLE_TAG = "harness.role"
+PLAN_TAG = "harness.plan"  # hash of the plan's trial keys: one parent run per plan
 PARENT_TAG = "mlflow.parentRunId"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per batch
 
@@ -81,19 +82,28 @@ class Tracker:
 
     # ------------------------------------------------------------------ sweep run
 
-    def sweep_run(self, sweep: str, *, params: Mapping[str, Any]) -> str:
-        """The sweep's parent run: the newest one with this sweep name, else a new one."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
-            order_by=["attributes.start_time DESC"], max_results=1)
+    def sweep_run(self, sweep: str, *, plan_hash: str, params: Mapping[str, Any],
+                  artifacts: Mapping[str, str] = {}) -> str:  # noqa: B006 - read only
+        """The sweep's parent run for this plan: the newest with this sweep name and plan hash,
+        else a new one (its params and `artifacts` are logged once, at creation, so they always
+        agree). An edit that changes the plan's trial keys starts a new parent, named
+        `sweep NAME (2)` and so on; trials the edit left unchanged are reused, not rerun."""
+        base = f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'"
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"{base} and tags.`{PLAN_TAG}` = '{plan_hash}'",
+                                       order_by=["attributes.start_time DESC"], max_results=1)
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=f"sweep {sweep}",
-                                     tags={SWEEP_TAG: sweep, ROLE_TAG: "sweep"})
+        earlier = len(self.client.search_runs([self.experiment_id], filter_string=base,
+                                              max_results=1000))
+        name = f"sweep {sweep}" + (f" ({earlier + 1})" if earlier else "")
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={SWEEP_TAG: sweep, ROLE_TAG: "sweep", PLAN_TAG: plan_hash})
         self.log_params(run.info.run_id, params)
+        for artifact, text in artifacts.items():
+            self.log_text(run.info.run_id, text, artifact)
         return run.info.run_id
 
     def logged_data_directory(self, sweep: str) -> str | None:
@@ -193,6 +203,18 @@ class Tracker:
 
     def log_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_report(self, run_id: str, files: Any) -> None:
+        """The report folder's files (a `publish.ReportFiles`) on the parent run, same layout."""
+        root = files.markdown.parent
+        for path in [files.markdown, *files.files, *files.archives]:
+            folder = path.parent.relative_to(root).as_posix()
+            self.log_file(run_id, path, None if folder == "." else folder)
+
+    def metric_history(self, run_id: str, key: str) -> list[float]:
+        """A metric's values in step order (e.g. the training loss per epoch)."""
+        history = self.client.get_metric_history(run_id, key)
+        return [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
 
 
 def trial_records(tracker: Tracker, sweep: str, *, keys: set[str] | None = None,

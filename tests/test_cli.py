@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -244,25 +245,57 @@ def test_a_bad_storage_url_is_one_line_and_leaves_nothing_running(tmp_path, caps
         assert runs.empty or not (runs["status"] == "RUNNING").any()
 
 
-def test_report_with_the_sweeps_data_reproduces_the_sweeps_report(synth_dir, tmp_path, capsys):
+def test_report_from_mlflow_alone_rebuilds_the_sweeps_files_and_submissions(synth_dir, tmp_path,
+                                                                             capsys):
     config = tmp_path / "s.yaml"
     config.write_text(TINY_SWEEP.format(root=tmp_path), encoding="utf-8")
     data = tmp_path / "competition"
     data.mkdir()
-    for name in ("train_QC.txt", "dev_QC.txt", "test_QC.txt"):
+    for name in ("train_QC.txt", "test_QC.txt"):
         (data / name).write_bytes((synth_dir / name).read_bytes())
+    dev = [json.loads(line) for line in (synth_dir / "dev_QC.txt").read_text().splitlines()]
+    (data / "dev_QC.txt").write_text("".join(  # dev unlabelled, as in the competition
+        json.dumps({k: v for k, v in row.items() if k != "label"}) + "\n" for row in dev))
     assert main(["sweep", str(config), "--data", str(data), "--no-progress"]) == 0
-    path = tmp_path / "reports" / "cli-e2e" / "ablation.md"
-    swept = path.read_text(encoding="utf-8")
-    path.unlink()
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "| configuration | QC | seconds per trial |" in out  # the main table, in the terminal
+    folder = tmp_path / "reports" / "cli-e2e"
+    swept = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert {"ablation.md", "ablation.csv", "plots/QC-languages.png", "plots/loss.png",
+            "dev/submit_QC.txt", "submit_dev.zip"} <= {str(p) for p in swept}
+    assert all(oct((folder / p).stat().st_mode & 0o777) == "0o644" for p in swept)
+
+    submitted = [json.loads(line) for line in (folder / "dev" / "submit_QC.txt").read_text().splitlines()]
+    assert [r["id"] for r in submitted] == [r["id"] for r in dev]  # every id once, input order
+    assert all(set(r) == {"id", "prediction"} and r["prediction"] in (0, 1) for r in submitted)
+    with zipfile.ZipFile(folder / "submit_dev.zip") as bundle:
+        assert bundle.namelist() == ["submit_QC.txt"]
+        assert bundle.read("submit_QC.txt") == (folder / "dev" / "submit_QC.txt").read_bytes()
+
+    for path in swept:
+        (folder / path).unlink()
     # without --data the YAML's own data is another plan: an error that says what to pass
     assert main(["report", str(config)]) == 2
     assert f"--data {data}" in capsys.readouterr().err
     assert main(["report", str(config), "--data", str(data)]) == 0
-    rebuilt = path.read_text(encoding="utf-8")
+    rebuilt = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
-    def body(text: str) -> str:
-        return text.rsplit("generated", 1)[0]  # the footer's time stamp differs
+    def body(text: bytes) -> bytes:
+        return text.rsplit(b"generated", 1)[0]  # the footer's time stamp differs
 
-    assert body(rebuilt) == body(swept) and "| LT " in swept and "–" not in body(swept)
+    assert rebuilt.keys() == swept.keys()
+    for path, content in swept.items():
+        if path.suffix == ".zip":  # zip entries carry file times: compare what they hold
+            continue
+        same = body(rebuilt[path]) == body(content) if path.suffix == ".md" else rebuilt[path] == content
+        assert same, f"{path} differs when rebuilt from MLflow"
+    text = swept[Path("ablation.md")].decode()
+    assert "| LT " in text and "–" not in body(text.encode()).decode()
+    assert "![QC F1 per language](plots/QC-languages.png)" in text
+
+    capsys.readouterr()
+    assert main(["report", str(config), "--data", str(data), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("model,configuration,QC,QC_low,QC_high")
+    assert main(["report", str(config), "--data", str(data), "--submit", "nosuchkey"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--submit nosuchkey" in err

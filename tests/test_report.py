@@ -39,7 +39,8 @@ def report(records: list[TrialRecord], plan=None) -> str:
 
 
 def row(text: str, label: str) -> list[str]:
-    line = next(line for line in text.splitlines() if line.startswith(f"| {label} "))
+    line = next(line for line in text.splitlines()
+                if line.startswith((f"| {label} ", f"| **{label}** ")))  # the best row is bold
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 

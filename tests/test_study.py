@@ -128,7 +128,7 @@ def test_stale_run_cleanup_leaves_a_live_workers_run_alone(tmp_path):
     from harness.tracking import Tracker
 
     tracker = Tracker(uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="e")
-    parent = tracker.sweep_run("s", params={})
+    parent = tracker.sweep_run("s", plan_hash="p", params={})
     runs = {number: tracker.start_trial(sweep="s", parent_run_id=parent, name=f"t{number}",
                                         tags={"harness.trial_key": "k",
                                               "harness.optuna_trial": number})

@@ -3,6 +3,9 @@ MLflow; resume, determinism, the stage cache, failure isolation."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -101,3 +104,34 @@ def test_leave_language_out_scores_each_held_out_language(tmp_path):
     assert held["metrics.f1/ja"].notna().all() and held["metrics.f1/unseen"].notna().all()
     assert held["metrics.f1/seen"].isna().all()  # ja was not trained on: it is the unseen language
     assert "leave-language-out" in summary.report.read_text()
+
+
+def test_an_edited_plan_gets_its_own_parent_run_and_counts_only_its_trials(tmp_path, capsys):
+    small = {"epochs": 1, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256}
+    first = tiny_config(tmp_path, tasks=["QC"], design={"kind": "grid", "switches": ["LT"]},
+                        training=small)
+    run_sweep(first, progress=False)
+    edited = tiny_config(tmp_path, tasks=["QC"], design={"kind": "grid", "switches": ["HCT"]},
+                         training=small)  # baseline unchanged, LT replaced by HCT
+    capsys.readouterr()
+    summary = run_sweep(edited, progress=False)
+    out = capsys.readouterr().out
+    assert "Plan: 2 trials — 1 already finished, 1 to run" in out
+    assert "Done: 2 of 2 trials finished." in out and summary.finished == 2
+
+    mlflow.set_tracking_uri(first.tracking.uri)
+    runs = mlflow.search_runs(experiment_names=["e2e"])
+    parents = runs[runs["tags.harness.role"] == "sweep"].sort_values("start_time")
+    assert list(parents["tags.mlflow.runName"]) == ["sweep e2e", "sweep e2e (2)"]
+    assert set(parents["status"]) == {"FINISHED"}
+    client = mlflow.MlflowClient(first.tracking.uri)
+    for run_id in parents["run_id"]:  # each parent's config param is its config.json
+        logged = client.download_artifacts(run_id, "config.json", str(tmp_path / run_id))
+        param = client.get_run(run_id).data.params["config"]
+        assert json.loads(param) == json.loads(Path(logged).read_text())
+    hct = runs[runs["tags.harness.components"] == "HCT"]
+    assert list(hct["tags.mlflow.parentRunId"]) == [parents["run_id"].iloc[1]]
+    # the same plan again reuses its parent
+    run_sweep(edited, progress=False)
+    again = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
+    assert len(again) == 2
