@@ -38,41 +38,28 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.config import load_config, with_data_dir
-    from harness.data.prepare import prepare_data
-    from harness.plan import build_plan
+    from harness.compare import load_sweep
     from harness.publish import print_table, write_report
-    from harness.tracking import Tracker, load_predictions, resolve_tracking_uri, trial_records
 
-    config = load_config(args.config)
-    if args.data is not None:
-        config = with_data_dir(config, args.data)
-    tracking_uri = resolve_tracking_uri(config.tracking.uri)
-    experiment = config.tracking.experiment or config.name
-    tracker = Tracker.existing(uri=tracking_uri, experiment=experiment)
-    if tracker is None:
-        raise HarnessError(f"no MLflow experiment '{experiment}' at {tracking_uri} (run the sweep "
-                           "first, or point tracking.uri / MLFLOW_TRACKING_URI at its store)")
-    data = prepare_data(config)
-    plan = build_plan(config, data_fingerprints=data.fingerprints)
-    records = [r for r in trial_records(tracker, config.name, statuses=("FINISHED", "KILLED"))
-               if plan.owns(r)]
-    if not any(r.status == "FINISHED" for r in records):
-        logged = tracker.logged_data_directory(config.name)
-        hint = (f"; the sweep's data was {logged} — rerun with --data {logged}"
-                if logged and logged != str(data.directory) else "")
-        raise HarnessError(f"no finished trials of this plan of sweep '{config.name}' in MLflow "
-                           f"({tracker.uri}) for the data in {data.directory}{hint}")
-    load_predictions(tracker, [r for r in records if r.status == "FINISHED" and r.role == "planned"])
-    files = write_report(config, plan=plan, records=records, data=data,
-                         load_history=tracker.metric_history, load_frame=tracker.load_frame,
-                         formats=sorted({"md", "csv", args.format}), submit_keys=args.submit or ())
+    sweep = load_sweep(args.config, args.data)
+    files = write_report(sweep.config, plan=sweep.plan, records=sweep.records, data=sweep.data,
+                         load_history=sweep.tracker.metric_history,
+                         load_frame=sweep.tracker.load_frame,
+                         formats=sorted({"md", "csv", args.format} - {"md"}),
+                         submit_keys=args.submit or ())
     print(files.headline if args.format == "md" else print_table(files.tables, args.format))
     for submission in files.submissions:
         print(submission.describe())
     for archive in files.archives:
         print(f"Submission archive: {archive}")
     print(f"Report: {files.markdown}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare_sweeps, load_sweep
+
+    print(compare_sweeps(load_sweep(args.a, args.data_a), load_sweep(args.b, args.data_b)))
     return 0
 
 
@@ -167,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="submit these trials' predictions (one key or unique key prefix "
                         "per task) instead of the best configuration's")
     report.set_defaults(run=_report)
+
+    compare = commands.add_parser("compare", help="two finished sweeps side by side, with paired "
+                                  "differences where they scored the same evaluation rows")
+    compare.add_argument("a", type=Path, help="sweep A's YAML")
+    compare.add_argument("b", type=Path, help="sweep B's YAML")
+    compare.add_argument("--data-a", type=Path, help="sweep A's --data directory, if it had one")
+    compare.add_argument("--data-b", type=Path, help="sweep B's --data directory, if it had one")
+    compare.set_defaults(run=_compare)
 
     data = commands.add_parser("data", help="generate or check competition-format data")
     data_commands = data.add_subparsers(dest="data_command", required=True)

@@ -49,7 +49,7 @@ def effects_plot(effects: pd.DataFrame, *, title: str) -> Figure:
     filled markers: significant after Holm."""
     figure, axes = plt.subplots(figsize=(7, 0.8 + 0.4 * len(effects)))
     positions = np.arange(len(effects))[::-1]
-    errors = np.vstack([effects["delta"] - effects["low"], effects["high"] - effects["delta"]])
+    errors = np.clip(np.vstack([effects["delta"] - effects["low"], effects["high"] - effects["delta"]]), 0, None)
     axes.errorbar(effects["delta"], positions, xerr=errors, fmt="none", ecolor="0.4", capsize=3)
     significant = effects["significant"].to_numpy(dtype=bool)
     axes.scatter(effects["delta"][significant], positions[significant], color="C3", zorder=3,

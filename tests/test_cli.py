@@ -299,3 +299,26 @@ def test_report_from_mlflow_alone_rebuilds_the_sweeps_files_and_submissions(synt
     assert main(["report", str(config), "--data", str(data), "--submit", "nosuchkey"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--submit nosuchkey" in err
+
+
+def test_compare_pairs_sweeps_on_the_same_rows_and_says_when_rows_differ(synth_dir, tmp_path,
+                                                                         capsys):
+    sweeps = {}
+    for name, changes in (("a", ""), ("b", "scoring: {threshold: 0.6}\n"),
+                          ("c", "")):
+        root = tmp_path / name
+        root.mkdir()
+        text = TINY_SWEEP.format(root=root).replace("name: cli-e2e", f"name: cmp-{name}") + changes
+        if name == "c":  # another benchmark seed: other evaluation rows
+            text = text.replace("seed: 0}}", "seed: 1}}")
+        (root / "s.yaml").write_text(text, encoding="utf-8")
+        assert main(["sweep", str(root / "s.yaml"), "--no-progress"]) == 0
+        sweeps[name] = root / "s.yaml"
+    capsys.readouterr()
+    assert main(["compare", str(sweeps["a"]), str(sweeps["b"])]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("| tiny | QC | baseline |"))
+    assert "[" in line.split("|")[7] and "1 seed: rows-only" in line  # paired: an interval
+    assert main(["compare", str(sweeps["a"]), str(sweeps["c"])]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation rows differ (" in out and "unpaired, no interval" in out

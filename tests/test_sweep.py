@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -68,9 +69,14 @@ def test_report_has_the_table4_shape(finished_sweep):
     root, _, summary = finished_sweep
     text = summary.report.read_text()
     assert summary.report == root / "reports" / "e2e" / "ablation.md"
-    assert "| configuration | QC | QI | overall |" in text
-    for row in ("| baseline |", "| LT |", "| HCT |", "| LT+HCT |"):
-        assert row in text
+    assert "| configuration | QC | QI | overall (0.5·QC + 0.5·QI) | seconds per trial |" in text
+    table = text.split("## Model `tiny`", 1)[1].split("###", 1)[0]
+    for label in ("baseline", "LT", "HCT", "LT+HCT"):
+        assert f"| {label} |" in table or f"| **{label}** |" in table
+    assert "| **" in table  # the best row is bold
+    frame = pd.read_csv(root / "reports" / "e2e" / "ablation.csv")
+    overall = frame.set_index("configuration")["overall"]
+    assert np.allclose(overall, (frame.set_index("configuration")[["QC", "QI"]].mean(axis=1)))
     assert "ar * (n=" in text and " ±0." in text
     assert "### Which component helps" in text and "| QC | baseline → LT |" in text
     assert "ROC-AUC" in text
