@@ -23,7 +23,14 @@ from harness.config import SweepConfig
 from harness.data.prepare import PreparedData
 from harness.plan import Plan, models_of
 from harness.record import TrialRecord
-from harness.report import Results, ablation_frame, ablation_table, make_report, make_table
+from harness.report import (
+    Results,
+    ablation_frame,
+    ablation_table,
+    make_report,
+    make_table,
+    task_labels,
+)
 from harness.secrets import masked_json
 from harness.submit import Submission, write_submissions
 
@@ -94,9 +101,7 @@ def _effects(results: Results, model: str) -> pd.DataFrame:
 def _language_f1(results: Results, model: str, task: str) -> pd.DataFrame:
     """Mean over seeds of the logged per-language F1 (`f1/<lang>`), configurations × languages."""
     rows = {}
-    for label in dict.fromkeys(r.label for r in results.finished
-                               if r.task == task and r.model == model and r.role == "planned"
-                               and r.heldout_language is None):
+    for label in task_labels(results.plan, task):  # design order, as in the tables
         runs = results.planned(model=model, task=task, label=label)
         values = pd.DataFrame([{k.split("/", 1)[1]: v for k, v in r.metrics.items()
                                 if k.startswith("f1/") and k not in ("f1/seen", "f1/unseen")}

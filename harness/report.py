@@ -41,7 +41,7 @@ def _label(configuration, task: str) -> str:
     return REGISTRY.label(configuration.effective(task))
 
 
-def _task_labels(plan: Plan, task: str) -> list[str]:
+def task_labels(plan: Plan, task: str) -> list[str]:
     """The task's distinct effective configurations, in design order."""
     return list(dict.fromkeys(_label(c, task) for c in plan.configurations))
 
@@ -121,6 +121,12 @@ def _ablation_frame(results: Results, tasks: Sequence[str], model: str) -> pd.Da
             row[f"{task}_learned_nothing"] = any(r.degenerate for r in records)
             row[f"{task}_seconds"] = (float(np.mean([sum(r.metrics.get(m, 0.0) for m in COST_METRICS)
                                                      for r in records])) if records else np.nan)
+            found = _vs_baseline(results, model, task, _label(configuration, task))
+            tested = found is not None and found.result is not None and found.result.n_seeds > 1
+            row[f"{task}_delta"] = found.result.difference if tested else np.nan
+            row[f"{task}_delta_low"] = found.result.low if tested else np.nan
+            row[f"{task}_delta_high"] = found.result.high if tested else np.nan
+            row[f"{task}_delta_significant"] = bool(tested and found.significant)
         if len(tasks) > 1:
             f1s = [row[t] for t in tasks]
             halves = [(row[f"{t}_high"] - row[f"{t}_low"]) / 2 for t in tasks]
@@ -129,6 +135,15 @@ def _ablation_frame(results: Results, tasks: Sequence[str], model: str) -> pd.Da
             row["overall_low"], row["overall_high"] = row["overall"] - half, row["overall"] + half
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _vs_baseline(results: Results, model: str, task: str, label: str):  # noqa: ANN202 - a Contrast
+    """The paired comparison baseline → `label` of the report (None for the baseline itself)."""
+    baseline = next((c for c in results.plan.configurations if not c.components), None)
+    if baseline is None or label == _label(baseline, task):
+        return None
+    return next((c for c in results.contrasts(model) if c.task == task
+                 and c.a == _label(baseline, task) and c.b == label), None)
 
 
 def _baseline_f1(results: Results, task: str, model: str) -> float | None:
@@ -143,7 +158,7 @@ def ablation_table(results: Results, tasks: Sequence[str], model: str) -> str:
     overall = "overall" in frame
     best = frame["overall" if overall else tasks[0]].max()
     headers = ["configuration", *tasks] + (["overall (0.5·QC + 0.5·QI)"] if overall else [])
-    headers.append("seconds per trial")
+    headers += [f"Δ {task} vs baseline" for task in tasks] + ["seconds per trial"]
     rows = []
     for _, row in frame.iterrows():
         cells = []
@@ -158,6 +173,13 @@ def ablation_table(results: Results, tasks: Sequence[str], model: str) -> str:
         if overall:
             cells.append("–" if np.isnan(row["overall"]) else
                          f"{row['overall']:.3f} [{row['overall_low']:.3f}, {row['overall_high']:.3f}]")
+        for task in tasks:
+            if np.isnan(row[f"{task}_delta"]):
+                cells.append("")
+                continue
+            mark = " **†**" if row[f"{task}_delta_significant"] else ""
+            cells.append(f"{row[f'{task}_delta']:+.3f} [{row[f'{task}_delta_low']:+.3f}, "
+                         f"{row[f'{task}_delta_high']:+.3f}]{mark}")
         seconds = sum(row[f"{t}_seconds"] for t in tasks if not np.isnan(row[f"{t}_seconds"]))
         cells.append(f"{seconds:.0f}")
         label = row["configuration"]
@@ -172,7 +194,7 @@ def ablation_table(results: Results, tasks: Sequence[str], model: str) -> str:
     if overall:
         values = [_baseline_f1(results, t, model) for t in tasks]
         baseline_row.append("" if None in values else f"{np.mean(values):.3f}")
-    baseline_row.append("")
+    baseline_row += [""] * (len(tasks) + 1)
     rows.append(baseline_row)
     return make_table(headers, rows)
 
@@ -191,7 +213,7 @@ def _language_table(results: Results, model: str, task: str,
                                    for lang in languages]
     headers += ["seen", "unseen"]
     rows = []
-    for label in _task_labels(results.plan, task):
+    for label in task_labels(results.plan, task):
         runs = results.planned(model=model, task=task, label=label)
         if not runs:
             continue
@@ -214,7 +236,7 @@ def _leave_language_out_table(results: Results, model: str, task: str) -> str:
     if not languages:
         return ""
     rows = []
-    for label in _task_labels(results.plan, task):
+    for label in task_labels(results.plan, task):
         full = results.planned(model=model, task=task, label=label)
         row = [label, _mean([r.metrics.get("f1/seen", np.nan) for r in full])]
         held = []
@@ -298,7 +320,7 @@ def _effects_table(results: Results, config: SweepConfig, model: str, task: str)
 def _quality_table(results: Results, model: str, task: str) -> str:
     """Beside F1: precision, recall, ROC-AUC and the share predicted "yes" (mean over seeds)."""
     rows = []
-    for label in _task_labels(results.plan, task):
+    for label in task_labels(results.plan, task):
         runs = results.planned(model=model, task=task, label=label)
         if runs:
             rows.append([label, *(_mean([r.metrics.get(m, np.nan) for r in runs])
@@ -359,7 +381,9 @@ def make_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
         "variance; absent with one seed). ⚠ marks a cell with a trial that learned nothing. "
         + ("`overall` is 0.5·QC + 0.5·QI, as the competition scored it (its interval combines "
            "the two tasks' half-widths, their rows being independent). " if len(tasks) > 1 else "")
-        + "The best row is in bold; seconds per trial is the mean over seeds of training, "
+        + "Δ vs baseline is the paired difference from the comparisons below (its 95% CI, "
+        "**†** significant after Holm; empty with one seed or where a trial learned nothing). "
+        "The best row is in bold; seconds per trial is the mean over seeds of training, "
         "scoring and QR-checker time, summed over tasks. Components that do not apply to a task "
         "are ignored for that task, so such rows repeat a trial."
         + (" With one seed the intervals carry no training variance." if len(config.seeds) == 1

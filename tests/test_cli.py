@@ -258,7 +258,7 @@ def test_report_from_mlflow_alone_rebuilds_the_sweeps_files_and_submissions(synt
         json.dumps({k: v for k, v in row.items() if k != "label"}) + "\n" for row in dev))
     assert main(["sweep", str(config), "--data", str(data), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "| configuration | QC | seconds per trial |" in out  # the main table, in the terminal
+    assert "| configuration | QC | Δ QC vs baseline | seconds per trial |" in out  # the main table, in the terminal
     folder = tmp_path / "reports" / "cli-e2e"
     swept = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert {"ablation.md", "ablation.csv", "plots/QC-languages.png", "plots/loss.png",

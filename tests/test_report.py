@@ -55,6 +55,11 @@ def test_cells_are_the_mean_over_seeds_of_this_plans_trials():
                         for r in records_of])
         assert row(text, label)[1].startswith(f"{mean:.3f} [")
     assert "ja *" in text  # a language absent from training is marked
+    # the main table's Δ vs baseline is the paired comparison's Δ and CI
+    compared = next(line for line in text.splitlines() if line.startswith("| QC | baseline → LT |"))
+    delta, ci = [cell.strip() for cell in compared.strip("|").split("|")][2:4]
+    assert row(text, "LT")[2].startswith(f"{delta} {ci}")
+    assert row(text, "baseline")[2] == ""
 
 
 def test_records_of_other_plans_and_unfinished_runs_are_not_counted():

@@ -69,7 +69,8 @@ def test_report_has_the_table4_shape(finished_sweep):
     root, _, summary = finished_sweep
     text = summary.report.read_text()
     assert summary.report == root / "reports" / "e2e" / "ablation.md"
-    assert "| configuration | QC | QI | overall (0.5·QC + 0.5·QI) | seconds per trial |" in text
+    assert ("| configuration | QC | QI | overall (0.5·QC + 0.5·QI) | Δ QC vs baseline | "
+            "Δ QI vs baseline | seconds per trial |") in text
     table = text.split("## Model `tiny`", 1)[1].split("###", 1)[0]
     for label in ("baseline", "LT", "HCT", "LT+HCT"):
         assert f"| {label} |" in table or f"| **{label}** |" in table
