@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
 import mlflow
 import optuna
+import yaml
 from optuna.trial import TrialState
 
 from harness.components import REGISTRY
 from harness.study import KEY_ATTR
 from harness.sweep import run_sweep
-from tests.sweep_helpers import child_runs, tiny_config
+from tests.sweep_helpers import TINY_MODEL, child_runs, tiny_config
 from tests.test_registry import Shout
 
 
@@ -36,3 +44,46 @@ def test_two_local_workers_run_each_trial_once_and_share_the_work(tmp_path, capf
     parents = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
     assert list(parents["status"]) == ["FINISHED"]
     assert summary.report is not None and summary.report.exists()
+
+
+def test_a_worker_killed_mid_trial_is_rerun_by_the_others_and_each_trial_finishes_once(tmp_path):
+    raw = {"name": "e2e", "data": {"source": "synth", "synth": {"scale": "tiny", "seed": 0}},
+           "tasks": ["QC"], "model": TINY_MODEL,
+           "lora": {"r": 4, "alpha": 8, "train_embeddings": True},
+           # long enough that the kill lands inside a trial
+           "training": {"epochs": 6, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
+           "design": {"kind": "grid", "switches": ["LT", "HCT"]}, "seeds": [0, 1],
+           "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+           "study": {"storage": f"sqlite:///{tmp_path / 'study.db'}", "heartbeat_interval": 1,
+                     "grace_period": 4},
+           "cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports")}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    process = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(path), "--workers", "3",
+                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path)
+    lines, victim, deadline = [], None, time.time() + 300
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Started 2 more local worker(s): pids "):
+            victim = int(line.rsplit(",", 1)[1])  # worker 2
+        if victim and line.startswith("[worker 2] [trial") and "train rows" in line:
+            time.sleep(1.0)  # inside that trial's training
+            os.kill(victim, signal.SIGKILL)
+            break
+        assert time.time() < deadline, "worker 2 never started a trial:\n" + "".join(lines)
+    output = "".join(lines) + process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "exited with code -9" in output
+
+    study = optuna.load_study(study_name="e2e", storage=raw["study"]["storage"])
+    complete = Counter(t.user_attrs[KEY_ATTR] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    assert len(complete) == 8 and set(complete.values()) == {1}  # 4 configurations x 2 seeds, once
+    runs = child_runs(tmp_path)
+    finished = runs[runs["status"] == "FINISHED"]
+    assert sorted(finished["tags.harness.trial_key"]) == sorted(complete)
+    assert list(runs[runs["status"] != "FINISHED"]["status"]) == ["KILLED"]  # the killed one
+    mlflow.set_tracking_uri(raw["tracking"]["uri"])
+    parents = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
+    assert list(parents["status"]) == ["FINISHED"]
+    assert parents["end_time"].iloc[0] >= finished["end_time"].max()  # ended after the last trial
