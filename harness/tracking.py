@@ -19,6 +19,10 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from harness.errors import HarnessError
+
+# With a tracking server MLflow prints "View run ... at: <url>" for every run it ends; the
+# sweep prints its own lines and one dashboard link instead.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 from harness.record import TRIAL_KEY_TAG, TrialRecord
 from harness.secrets import mask, remember
 
