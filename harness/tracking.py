@@ -43,6 +43,14 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
 
 
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a local SQLite store go in `mlruns/` beside the database file, wherever
+    the command runs from (MLflow's default is `./mlruns` in the current directory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+
+
 class TrackingError(HarnessError):
     """The MLflow tracking store cannot be reached."""
 
@@ -78,7 +86,8 @@ class Tracker:
         found = _experiment(self.client, uri, experiment)
         if found is None:
             try:
-                self.experiment_id = self.client.create_experiment(experiment)
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=artifact_location(uri))
             except mlflow.exceptions.MlflowException:  # another worker created it first
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
         else:

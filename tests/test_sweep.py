@@ -136,6 +136,7 @@ def test_an_edited_plan_gets_its_own_parent_run_and_counts_only_its_trials(tmp_p
         logged = client.download_artifacts(run_id, "config.json", str(tmp_path / run_id))
         param = client.get_run(run_id).data.params["config"]
         assert json.loads(param) == json.loads(Path(logged).read_text())
+    assert any((tmp_path / "mlruns").rglob("config.json"))  # artifacts beside mlflow.db, not in cwd
     hct = runs[runs["tags.harness.components"] == "HCT"]
     assert list(hct["tags.mlflow.parentRunId"]) == [parents["run_id"].iloc[1]]
     # the same plan again reuses its parent
