@@ -40,6 +40,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from harness.compare import load_sweep
     from harness.publish import print_table, write_report
+    from harness.submit import SubmissionError
 
     sweep = load_sweep(args.config, args.data)
     files = write_report(sweep.config, plan=sweep.plan, records=sweep.records, data=sweep.data,
@@ -47,6 +48,8 @@ def _report(args: argparse.Namespace) -> int:
                          load_frame=sweep.tracker.load_frame,
                          formats=sorted({"md", "csv", args.format} - {"md"}),
                          submit_keys=args.submit or ())
+    if files.submission_problem:
+        raise SubmissionError(files.submission_problem)
     print(files.headline if args.format == "md" else print_table(files.tables, args.format))
     for submission in files.submissions:
         print(submission.describe())

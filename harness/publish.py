@@ -32,7 +32,7 @@ from harness.report import (
     task_labels,
 )
 from harness.secrets import masked_json
-from harness.submit import Submission, write_submissions
+from harness.submit import Submission, SubmissionError, write_submissions
 
 FORMATS = ("md", "csv", "json", "latex")
 EXTENSIONS = {"csv": "csv", "json": "json", "latex": "tex"}
@@ -48,6 +48,7 @@ class ReportFiles:
     tables: pd.DataFrame | None = None  # every model's main table (the CSV)
     submissions: list[Submission] = field(default_factory=list)
     archives: list[Path] = field(default_factory=list)
+    submission_problem: str | None = None  # why no submission files were written
 
 
 def machine() -> str:
@@ -209,13 +210,17 @@ def write_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
     tables = pd.concat([ablation_frame(results, tasks, m) for m in models_of(config)],
                        ignore_index=True)
     files += _export(tables, folder, [f for f in formats if f != "md"])
-    submissions, archives = ([], [])
+    submissions, archives, problem = [], [], None
     if load_frame is not None:
-        submissions, archives = write_submissions(config, records=results.finished, data=data,
-                                                  load_frame=load_frame, trial_keys=list(submit_keys))
+        try:
+            submissions, archives = write_submissions(config, records=results.finished, data=data,
+                                                      load_frame=load_frame,
+                                                      trial_keys=list(submit_keys))
+        except SubmissionError as error:  # the report stands; the caller says what is missing
+            problem = str(error)
     headline = ablation_table(results, tasks, models_of(config)[0])
     return ReportFiles(markdown=path, files=files, headline=headline, tables=tables,
-                       submissions=submissions, archives=archives)
+                       submissions=submissions, archives=archives, submission_problem=problem)
 
 
 __all__ = ["FORMATS", "ReportFiles", "footer", "machine", "print_table",

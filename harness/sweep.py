@@ -416,6 +416,8 @@ def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, repor
         summary.report, summary.headline = files.markdown, files.headline
         summary.outputs = [s.describe() for s in files.submissions]
         summary.outputs += [f"Submission archive: {a}" for a in files.archives]
+        if files.submission_problem:
+            summary.outputs.append(f"WARNING: no submission files: {files.submission_problem}")
         tracker.log_report(parent, files)
     _print_summary(summary)
     return summary

@@ -322,3 +322,23 @@ def test_compare_pairs_sweeps_on_the_same_rows_and_says_when_rows_differ(synth_d
     assert main(["compare", str(sweeps["a"]), str(sweeps["c"])]) == 0
     out = capsys.readouterr().out
     assert "evaluation rows differ (" in out and "unpaired, no interval" in out
+
+
+def test_a_sweep_that_cannot_submit_still_reports_and_says_why(synth_dir, tmp_path, capsys):
+    config = tmp_path / "s.yaml"
+    config.write_text(TINY_SWEEP.format(root=tmp_path).replace("design: {kind: grid, switches: [LT]}",
+                                                               "design: {kind: grid, switches: []}")
+                      + "scoring: {predict_unlabelled: false}\n", encoding="utf-8")
+    data = tmp_path / "competition"
+    data.mkdir()
+    for name in ("train_QC.txt", "test_QC.txt"):
+        (data / name).write_bytes((synth_dir / name).read_bytes())
+    rows = [json.loads(line) for line in (synth_dir / "dev_QC.txt").read_text().splitlines()]
+    (data / "dev_QC.txt").write_text("".join(
+        json.dumps({k: v for k, v in row.items() if k != "label"}) + "\n" for row in rows))
+    assert main(["sweep", str(config), "--data", str(data), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: no submission files: trial QC baseline seed0 has no predictions for dev_QC.txt" in out
+    assert (tmp_path / "reports" / "cli-e2e" / "ablation.md").exists()
+    assert main(["report", str(config), "--data", str(data)]) == 2  # asked for: an error
+    assert "no predictions for dev_QC.txt" in capsys.readouterr().err
