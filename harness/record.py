@@ -14,6 +14,8 @@ TRIAL_KEY_TAG = "harness.trial_key"
 # Set on a trial that learned nothing (one class, or F1 not above all-"yes"): the reason.
 DEGENERATE_TAG = "harness.degenerate"
 MACHINE_TAG = "harness.machine"
+# What a trial costs: its QR checker fine-tune, its training and its scoring (seconds).
+COST_METRICS = ("checker_seconds", "train_seconds", "score_seconds")
 _TAGS = {"task": "harness.task", "components": "harness.components", "seed": "harness.seed",
          "model": "harness.model", "heldout_language": "harness.heldout_language",
          "role": "harness.trial_role", "rows": "harness.rows", "eval_split": "harness.eval_split"}
@@ -101,4 +103,4 @@ class TrialRecord:
             degenerate=tags.get(DEGENERATE_TAG) or None, machine=tags.get(MACHINE_TAG, ""))
 
 
-__all__ = ["DEGENERATE_TAG", "MACHINE_TAG", "TRIAL_KEY_TAG", "TrialRecord"]
+__all__ = ["COST_METRICS", "DEGENERATE_TAG", "MACHINE_TAG", "TRIAL_KEY_TAG", "TrialRecord"]

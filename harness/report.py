@@ -20,11 +20,8 @@ from harness.config import SweepConfig
 from harness.design import make_design
 from harness.paired import CellResult, pooled_f1
 from harness.plan import Plan, models_of
-from harness.record import TrialRecord
+from harness.record import COST_METRICS, TrialRecord
 from harness.verdicts import contrasts, factorial_estimates, format_p, sentence
-
-# What a trial costs: its QR checker fine-tune, its training and its scoring (seconds).
-COST_METRICS = ("checker_seconds", "train_seconds", "score_seconds")
 
 
 def make_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -16,7 +16,7 @@ import socket
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import optuna
@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from harness.config import SweepConfig
 from harness.errors import HarnessError
+from harness.plan import TrialSpec
 from harness.secrets import mask, remember
 
 KEY_ATTR = "trial_key"
@@ -175,6 +176,26 @@ def recover_orphans(study: optuna.Study, *, requeue: bool = True) -> int:
 def _interrupted(trial: optuna.trial.FrozenTrial) -> bool:
     """A FAIL without an error message was interrupted (Ctrl-C, a dead process), not broken."""
     return trial.state == TrialState.FAIL and ERROR_ATTR not in trial.user_attrs
+
+
+def longest_first(trials: Sequence[TrialSpec], measured: Mapping[tuple[str, str, str], float]) -> list[str]:
+    """Trial keys in the order workers pull them: by estimated seconds, longest first, so N
+    workers finish close together. The estimate is the measured mean cost of the trial's
+    (model, task, configuration) — from its other seeds or earlier runs of the sweep — else the
+    mean measured cost of its task (an unmeasured configuration is taken as typical); with no
+    measurement at all, plan order. Ties keep plan order."""
+    by_task: dict[str, list[float]] = {}
+    for (_, task, _), seconds in measured.items():
+        by_task.setdefault(task, []).append(seconds)
+
+    def estimate(trial: TrialSpec) -> float:
+        known = measured.get((trial.model, trial.task, trial.label))
+        if known is not None:
+            return known
+        same_task = by_task.get(trial.task)
+        return sum(same_task) / len(same_task) if same_task else 0.0
+
+    return [t.key for t in sorted(trials, key=estimate, reverse=True)]  # sorted() is stable
 
 
 def enqueue_plan(study: optuna.Study, keys: Iterable[str], *, retry_failed: bool) -> Counter[str]:

@@ -42,6 +42,7 @@ from harness.study import (
     drain,
     enqueue_plan,
     failures,
+    longest_first,
     mark_worker,
     open_study,
     planning_lock,
@@ -344,7 +345,8 @@ def plan_and_queue(config: SweepConfig, *, url: str, tracking_uri: str,
             config.name, [*config.design.always_on, *config.design.switches]))
         optuna.storages.fail_stale_trials(study)  # other hosts' dead workers (heartbeat)
         recovered = recover_orphans(study)
-        counts = enqueue_plan(study, [t.key for t in plan.trials], retry_failed=retry_failed)
+        order = longest_first(plan.trials, tracker.measured_seconds(config.name))
+        counts = enqueue_plan(study, order, retry_failed=retry_failed)
     return Queued(data, plan, study, tracker, parent, dict(counts), recovered)
 
 

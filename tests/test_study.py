@@ -136,3 +136,25 @@ def test_stale_run_cleanup_leaves_a_live_workers_run_alone(tmp_path):
     assert tracker.close_stale_runs("s", "k", live_trials={"5"}) == 1
     status = {n: tracker.client.get_run(r).info.status for n, r in runs.items()}
     assert status == {"3": "KILLED", "5": "RUNNING"}
+
+
+def test_waiting_trials_are_pulled_longest_first_by_measured_cost(tmp_path):
+    from harness.plan import build_plan
+    from harness.study import longest_first
+
+    config = parse_config({"tasks": ["QC", "QI"], "seeds": [0, 1],
+                           "design": {"kind": "grid", "switches": ["LT"]},
+                           "study": {"storage": f"sqlite:///{tmp_path / 'study.db'}"}})
+    plan = build_plan(config, data_fingerprints={"QC": "qc", "QI": "qi"})
+    model = plan.trials[0].model
+    assert longest_first(plan.trials, {}) == [t.key for t in plan.trials]  # nothing measured
+    measured = {(model, "QC", "baseline"): 10.0, (model, "QC", "LT"): 30.0, (model, "QI", "LT"): 50.0}
+    order = longest_first(plan.trials, measured)
+    labels = [(t.task, t.label) for t in sorted(plan.trials, key=lambda t: order.index(t.key))]
+    # QI baseline is unmeasured: its task's mean (50) stands in; ties keep plan order (seeds)
+    assert labels == [("QI", "baseline")] * 2 + [("QI", "LT")] * 2 + [("QC", "LT")] * 2 \
+        + [("QC", "baseline")] * 2
+    study = open_study(config, url=config.study.storage, name="order")
+    enqueue_plan(study, order, retry_failed=False)
+    popped = [study.ask().user_attrs[KEY_ATTR] for _ in order]
+    assert popped == order  # workers pop in enqueue order

@@ -139,6 +139,11 @@ def test_an_edited_plan_gets_its_own_parent_run_and_counts_only_its_trials(tmp_p
     assert any((tmp_path / "mlruns").rglob("config.json"))  # artifacts beside mlflow.db, not in cwd
     hct = runs[runs["tags.harness.components"] == "HCT"]
     assert list(hct["tags.mlflow.parentRunId"]) == [parents["run_id"].iloc[1]]
+    from harness.tracking import Tracker
+
+    measured = Tracker(uri=first.tracking.uri, experiment="e2e").measured_seconds("e2e")
+    assert set(measured) == {("tiny", "QC", "baseline"), ("tiny", "QC", "LT"), ("tiny", "QC", "HCT")}
+    assert all(seconds > 0 for seconds in measured.values())  # what longest-first orders by
     # the same plan again reuses its parent
     run_sweep(edited, progress=False)
     again = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
