@@ -46,7 +46,7 @@ def _report(args: argparse.Namespace) -> int:
     files = write_report(sweep.config, plan=sweep.plan, records=sweep.records, data=sweep.data,
                          load_history=sweep.tracker.metric_history,
                          load_frame=sweep.tracker.load_frame,
-                         formats=sorted({"md", "csv", args.format} - {"md"}),
+                         exports=sorted({"csv", args.format} - {"md"}),
                          submit_keys=args.submit or ())
     if files.submission_problem:
         raise SubmissionError(files.submission_problem)

@@ -16,12 +16,12 @@ import numpy as np
 from harness.config import SweepConfig, load_config, with_data_dir
 from harness.data.prepare import PreparedData, prepare_data
 from harness.errors import HarnessError
-from harness.paired import align, holm, pooled_over_seeds, verdict
+from harness.paired import align, holm, verdict
 from harness.plan import Plan, build_plan
 from harness.record import TrialRecord
 from harness.report import make_table
 from harness.tracking import Tracker, load_predictions, resolve_tracking_uri, trial_records
-from harness.verdicts import ALPHA, format_p
+from harness.verdicts import ALPHA, format_p, paired_over_seeds
 
 
 @dataclass
@@ -90,9 +90,7 @@ def compare_sweeps(a: LoadedSweep, b: LoadedSweep, *, n_resamples: int = 2000) -
             except ValueError as error:
                 note = f"evaluation rows differ ({error}): unpaired, no interval"
             else:
-                grouped = all(p.group is not None for p in pairs) and len(set(pairs[0].group)) > 1
-                result = pooled_over_seeds(pairs, n_resamples=n_resamples,
-                                           groups="group" if grouped else None)
+                result = paired_over_seeds(pairs, n_resamples=n_resamples)
                 if result.n_seeds >= 2:
                     results[cell] = result.p_value
                 else:

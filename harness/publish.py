@@ -32,12 +32,11 @@ from harness.report import (
     task_labels,
 )
 from harness.secrets import masked_json
-from harness.submit import Submission, SubmissionError, write_submissions
+from harness.submit import LoadFrame, Submission, SubmissionError, write_submissions
 
 FORMATS = ("md", "csv", "json", "latex")
 EXTENSIONS = {"csv": "csv", "json": "json", "latex": "tex"}
 LoadHistory = Callable[[str, str], list[float]]  # (run id, metric) -> values by step
-LoadFrame = Callable[[str, str], pd.DataFrame]
 
 
 @dataclass
@@ -190,9 +189,10 @@ def print_table(tables: pd.DataFrame, fmt: str) -> str:
 
 def write_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
                  data: PreparedData, load_history: LoadHistory | None = None,
-                 load_frame: LoadFrame | None = None, formats: Sequence[str] = ("md", "csv"),
+                 load_frame: LoadFrame | None = None, exports: Sequence[str] = ("csv",),
                  submit_keys: Sequence[str] = ()) -> ReportFiles:
-    """Write the report folder; returns what was written. Submissions need `load_frame`."""
+    """Write the report folder; returns what was written. `exports`: the main table's formats
+    beside ablation.md (csv, json, latex). Submissions need `load_frame`."""
     folder = config.reports_dir / config.name
     folder.mkdir(parents=True, exist_ok=True)
     results = Results(records, plan)
@@ -209,7 +209,7 @@ def write_report(config: SweepConfig, *, plan: Plan, records: list[TrialRecord],
     tasks = _tasks(plan, config)
     tables = pd.concat([ablation_frame(results, tasks, m) for m in models_of(config)],
                        ignore_index=True)
-    files += _export(tables, folder, [f for f in formats if f != "md"])
+    files += _export(tables, folder, exports)
     submissions, archives, problem = [], [], None
     if load_frame is not None:
         try:

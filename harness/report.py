@@ -43,11 +43,6 @@ def task_labels(plan: Plan, task: str) -> list[str]:
     return list(dict.fromkeys(_label(c, task) for c in plan.configurations))
 
 
-def _fmt(cell: CellResult) -> str:
-    spread = f", sd {cell.seed_sd:.3f}" if cell.seed_sd is not None else ""
-    return f"{cell.f1:.3f} [{cell.low:.3f}, {cell.high:.3f}{spread}]"
-
-
 def _mean(values: list[float]) -> str:
     values = [v for v in values if v is not None and not np.isnan(v)]
     return f"{np.mean(values):.3f}" if values else "–"

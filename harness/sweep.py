@@ -73,7 +73,6 @@ class SweepSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     report: Path | None = None
     tracking_uri: str = ""
-    experiment_id: str = ""
     dashboard: list[str] = field(default_factory=list)  # the lines that say how to open it
     headline: str = ""  # the report's main table
     outputs: list[str] = field(default_factory=list)  # submission files written
@@ -406,7 +405,6 @@ def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, repor
     searched = sum(config.design.optuna.n_trials + 1 for _ in searches)
     summary = SweepSummary(planned=len(plan.trials) + searched, finished=len(finished),
                            failed=failed, tracking_uri=tracker.uri,
-                           experiment_id=tracker.experiment_id,
                            dashboard=dashboard_lines(tracker.uri, tracker.experiment_id, config.name),
                            cache_counts=worker.cache.counts(),
                            pruned=sum(r.pruned for r in records),

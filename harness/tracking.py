@@ -19,15 +19,14 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from harness.errors import HarnessError
-
-# With a tracking server MLflow prints "View run ... at: <url>" for every run it ends; the
-# sweep prints its own lines and one dashboard link instead.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 from harness.record import COST_METRICS, TRIAL_KEY_TAG, TrialRecord
 from harness.secrets import mask, remember
 
 # Artifact downloads for the report would otherwise draw one progress bar per file.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# With a tracking server MLflow prints "View run ... at: <url>" for every run it ends; the
+# sweep prints its own lines and one dashboard link instead.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 SWEEP_TAG = "harness.sweep"
 ROLE_TAG = "harness.role"
@@ -150,13 +149,10 @@ class Tracker:
         """Mean seconds (train + score + QR checker) of the sweep's finished planned trials, by
         (model, task, configuration label): what longest-first ordering estimates from."""
         totals: dict[tuple[str, str, str], list[float]] = {}
-        for run in self.trial_runs(sweep, status="FINISHED"):
-            tags, metrics = run.data.tags, run.data.metrics
-            if tags.get("harness.trial_role", "planned") != "planned" or "train_seconds" not in metrics:
-                continue
-            cell = (tags.get("harness.model", ""), tags.get("harness.task", ""),
-                    tags.get("harness.components", ""))
-            totals.setdefault(cell, []).append(sum(metrics.get(m, 0.0) for m in COST_METRICS))
+        for record in map(TrialRecord.from_mlflow, self.trial_runs(sweep, status="FINISHED")):
+            if record.role == "planned" and "train_seconds" in record.metrics:
+                totals.setdefault((record.model, record.task, record.label), []).append(
+                    sum(record.metrics.get(m, 0.0) for m in COST_METRICS))
         return {cell: sum(v) / len(v) for cell, v in totals.items()}
 
     def finished_run(self, sweep: str, key: str) -> mlflow.entities.Run | None:

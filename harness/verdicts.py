@@ -23,6 +23,7 @@ import numpy as np
 from harness.components import REGISTRY
 from harness.design import Configuration, factorial_effects
 from harness.paired import (
+    Aligned,
     McNemarResult,
     PooledResult,
     align,
@@ -136,12 +137,17 @@ def contrasts(plan: Plan, records: Sequence[TrialRecord], *, models: Sequence[st
     return out
 
 
+def paired_over_seeds(aligned: Sequence[Aligned], *, n_resamples: int = 2000) -> PooledResult:
+    """The pooled paired result of aligned seed pairs, resampled by query group when the rows
+    carry more than one group."""
+    grouped = all(p.group is not None for p in aligned) and len(set(aligned[0].group)) > 1
+    return pooled_over_seeds(aligned, n_resamples=n_resamples, groups="group" if grouped else None)
+
+
 def _compare(contrast: Contrast, pairs: list[tuple[TrialRecord, TrialRecord]],
              n_resamples: int) -> None:
     aligned = [align(a.predictions, b.predictions) for a, b in pairs]
-    grouped = all(p.group is not None for p in aligned) and len(set(aligned[0].group)) > 1
-    contrast.result = pooled_over_seeds(aligned, n_resamples=n_resamples,
-                                        groups="group" if grouped else None)
+    contrast.result = paired_over_seeds(aligned, n_resamples=n_resamples)
     contrast.mcnemar = [mcnemar_test(p) for p in aligned]
 
 
