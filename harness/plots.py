@@ -16,12 +16,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from harness.cache import atomic_write  # noqa: E402
+
 
 def save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    """Write `figure` as PNG, atomically: workers finishing together write the same report."""
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight",
+                                                  metadata={"Software": None}))
     plt.close(figure)
-    path.chmod(0o644)
     return path
 
 

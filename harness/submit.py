@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.cache import atomic_write
 from harness.config import SweepConfig
 from harness.data.loader import LoadedSplit, write_jsonl
 from harness.data.prepare import PreparedData
@@ -152,13 +153,15 @@ def write_submissions(config: SweepConfig, *, records: list[TrialRecord], data: 
         files = []
         for submission in submissions:
             submission.path = folder / f"submit_{submission.task}.txt"
-            write_jsonl(submission.frame, submission.path)
-            submission.path.chmod(0o644)
+            atomic_write(submission.path, lambda tmp, frame=submission.frame: write_jsonl(frame, tmp))
             files.append(submission.path)
         archive = root / f"submit_{split}.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-            for path in files:
-                bundle.write(path, arcname=path.name)
-        archive.chmod(0o644)
+        atomic_write(archive, lambda tmp, files=files: _zip(tmp, files))
         archives.append(archive)
     return [s for subs in built.values() for s in subs], archives
+
+
+def _zip(archive: Path, files: list[Path]) -> None:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in files:
+            bundle.write(path, arcname=path.name)

@@ -7,7 +7,6 @@ import socket
 import time
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
 from harness.config import parse_config
@@ -53,54 +52,6 @@ def test_two_processes_never_pop_the_same_sqlite_trial(tmp_path):
     popped = [n for out in outs for n in out.read_text().split()]
     assert len(popped) == len(set(popped)) == 150
     assert all(out.read_text() for out in outs), "both processes should have taken trials"
-
-
-def _plan(root: str, url: str, start) -> None:  # noqa: ANN001 - a multiprocessing.Event
-    from harness.sweep import plan_and_queue
-    from tests.sweep_helpers import tiny_config
-
-    config = tiny_config(Path(root), tasks=["QC"], design={"kind": "grid", "switches": ["LT", "HCT"]},
-                         seeds=[0, 1, 2])
-    start.wait()
-    plan_and_queue(config, url=url, tracking_uri=config.tracking.uri)
-
-
-def _plan_concurrently(root: Path, url: str, processes: int = 3) -> optuna.Study:
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    planners = [ctx.Process(target=_plan, args=(str(root), url, start)) for _ in range(processes)]
-    for planner in planners:
-        planner.start()
-    start.set()
-    for planner in planners:
-        planner.join(180)
-        assert planner.exitcode == 0, "a planner died (schema or parent-run race?)"
-    return optuna.load_study(study_name="e2e", storage=url)
-
-
-def _assert_planned_once(root: Path, study: optuna.Study) -> None:
-    keys = [t.user_attrs[KEY_ATTR] for t in study.get_trials(deepcopy=False)]
-    assert len(keys) == 12 and len(set(keys)) == 12  # 4 configurations x 3 seeds, each once
-    runs = child_runs_all(root)
-    assert (runs["tags.harness.role"] == "sweep").sum() == 1  # one parent run
-
-
-def child_runs_all(root: Path):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["e2e"])
-
-
-def test_processes_started_together_plan_each_trial_once_on_sqlite(tmp_path):
-    study = _plan_concurrently(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
-    _assert_planned_once(tmp_path, study)
-
-
-def test_processes_started_together_plan_each_trial_once_on_postgresql(tmp_path, postgres):
-    url = postgres.create_database("planning")
-    study = _plan_concurrently(tmp_path, url)
-    _assert_planned_once(tmp_path, study)
 
 
 def test_a_dead_workers_trial_is_run_again_before_the_last_worker_exits(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections import Counter
 
 import mlflow
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -40,6 +42,11 @@ def test_two_local_workers_run_each_trial_once_and_share_the_work(tmp_path, capf
     out = capfd.readouterr().out
     assert "Started 1 more local worker(s)" in out and "[worker 1] " in out
     assert "Trials run by each worker: pid " in out
+    # Both processes read and write one cache: every stage output on disk was computed by exactly
+    # one of them (a stage computed twice would count two misses for one file).
+    computed = [int(n) for n in re.findall(r"Stage cache: \d+ hits, (\d+) computed", out)]
+    entries = [p for p in (tmp_path / "cache" / "stages").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert len(computed) == 2 and sum(computed) == len(entries) > 0
     mlflow.set_tracking_uri(config.tracking.uri)
     parents = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
     assert list(parents["status"]) == ["FINISHED"]
@@ -87,3 +94,40 @@ def test_a_worker_killed_mid_trial_is_rerun_by_the_others_and_each_trial_finishe
     parents = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
     assert list(parents["status"]) == ["FINISHED"]
     assert parents["end_time"].iloc[0] >= finished["end_time"].max()  # ended after the last trial
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_three_sweep_commands_started_together_run_each_configuration_once(tmp_path, backend, request):
+    url = (f"sqlite:///{tmp_path / 'study.db'}" if backend == "sqlite"
+           else request.getfixturevalue("postgres").create_database("together"))
+    raw = {"name": "e2e", "data": {"source": "synth", "synth": {"scale": "tiny", "seed": 0}},
+           "tasks": ["QC"], "model": TINY_MODEL, "lora": {"r": 4, "alpha": 8},
+           "training": {"epochs": 1, "batch_size": 16, "max_length": 256},
+           "design": {"kind": "grid", "switches": ["LT"]}, "seeds": [0, 1],
+           "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+           "study": {"storage": url},
+           "cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports")}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-m", "harness", "sweep", str(path), "--no-progress"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  cwd=tmp_path) for _ in range(3)]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+        assert "Traceback" not in output, output
+
+    study = optuna.load_study(study_name="e2e", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    queued = [t for t in trials if KEY_ATTR in t.user_attrs]
+    # A worker that finds the queue emptied under it gets a fresh trial from Optuna and drops it.
+    assert all(t.user_attrs.get("harness.empty") for t in trials if t not in queued)
+    assert len({t.user_attrs[KEY_ATTR] for t in queued}) == len(queued) == 4  # enqueued once
+    assert [t.state for t in queued] == [TrialState.COMPLETE] * 4
+    runs = child_runs(tmp_path)
+    assert len(runs) == 4 and runs["tags.harness.trial_key"].nunique() == 4  # finished once
+    assert list(runs["status"]) == ["FINISHED"] * 4
+    mlflow.set_tracking_uri(raw["tracking"]["uri"])
+    parents = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
+    assert list(parents["status"]) == ["FINISHED"]
+    assert (tmp_path / "reports" / "e2e" / "ablation.md").read_text().startswith("#")
