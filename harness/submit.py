@@ -153,7 +153,7 @@ def write_submissions(config: SweepConfig, *, records: list[TrialRecord], data: 
         files = []
         for submission in submissions:
             submission.path = folder / f"submit_{submission.task}.txt"
-            atomic_write(submission.path, lambda tmp, frame=submission.frame: write_jsonl(frame, tmp))
+            write_jsonl(submission.frame, submission.path)
             files.append(submission.path)
         archive = root / f"submit_{split}.zip"
         atomic_write(archive, lambda tmp, files=files: _zip(tmp, files))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.cache import atomic_write
 from harness.data import LANGUAGES, SPLITS, TASKS, split_file_name, target_column
 from harness.errors import DataError
 
@@ -162,20 +161,19 @@ def format_dropped(dropped: dict[str, int]) -> str:
 
 
 def write_jsonl(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write `frame` in competition format, atomically (temp file in the same folder, then rename).
+    """Write `frame` in competition format, atomically and with the usual permissions.
 
     Columns are written in frame order; ids are written as JSON integers when the file they
     were read from had integer ids; labels are written as "0"/"1" and omitted where missing;
     other missing values are omitted, except required fields, which are written as null.
     """
-    path = Path(path)
     int_ids = frame.attrs.get(ID_FORMAT_ATTR) == "int"
     required = {"id", "task", "language", "origin_query", "category_path", "item_title"}
     columns = [str(c) for c in frame.columns]
     values = [frame[c].tolist() for c in frame.columns]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
             for row in zip(*values, strict=True):
                 record: dict[str, Any] = {}
                 for name, value in zip(columns, row, strict=True):
@@ -189,10 +187,8 @@ def write_jsonl(frame: pd.DataFrame, path: str | Path) -> None:
                     else:
                         record[name] = value
                 out.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(Path(path), write)
 
 
 # ------------------------------------------------------------------------------- internals

@@ -1,5 +1,7 @@
 import hashlib
 import json
+import os
+import stat
 
 import pandas as pd
 import pytest
@@ -273,3 +275,14 @@ def test_load_directory_validates_every_file(tmp_path):
     with pytest.raises(DataError, match=r"test_QI.txt, line 2"):
         load_directory(tmp_path, tasks=("QC", "QI"))
     assert set(load_directory(tmp_path, tasks=("QC",))) == {"QC"}
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    # `data qr` / `data tag` outputs and submissions are read by other users and tools.
+    old = os.umask(0o022)
+    try:
+        write_jsonl(pd.DataFrame({"id": ["1"], "language": ["en"], "label": [1]}), tmp_path / "out.txt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
