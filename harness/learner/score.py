@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import torch
@@ -54,6 +57,56 @@ def next_token_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     return model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1, :]
 
 
+# A shared prefix shorter than this is not worth its own forward pass.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens that every sequence starts with, leaving each at least one token of its own."""
+    shared = len(os.path.commonprefix([list(s) for s in sequences]))
+    return min(shared, min(len(s) for s in sequences) - 1)
+
+
+@cache
+def _cache_keyword(model_class: type) -> str:
+    """transformers 5 renamed `past_key_values` to `cache` (the old name warns)."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters \
+        else "past_key_values"
+
+
+def _base_class(model: torch.nn.Module) -> type:
+    get_base = getattr(model, "get_base_model", None)
+    return type(get_base() if get_base is not None else model)
+
+
+def batch_next_token_logits(model: torch.nn.Module, sequences: Sequence[Sequence[int]], *,
+                            pad_id: int, device: torch.device,
+                            share_prefix: bool = True) -> torch.Tensor:
+    """Next-token logits (batch, vocab) after each sequence, as :func:`next_token_logits` on the
+    left-padded batch, but the tokens every row starts with (the instruction, fixed examples, CoT
+    cues) go through the model once: their keys and values are computed for one row and
+    repeated for the batch, and only each row's own tokens are run B times. Gradients flow
+    through the shared part as usual. Equal to the padded forward up to float rounding (LoRA
+    dropout, in training, draws one mask for the shared part). `share_prefix=False` (gradient
+    checkpointing, which turns the cache off) runs the plain padded batch."""
+    shared = shared_prefix_length(sequences) if share_prefix and len(sequences) > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        batch = left_pad(sequences, pad_id=pad_id, device=device)
+        return next_token_logits(model, batch)
+    keyword = _cache_keyword(_base_class(model))
+    prefix = torch.as_tensor([list(sequences[0][:shared])], dtype=torch.long, device=device)
+    past = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+    kv_cache = getattr(past, "cache", None) or past.past_key_values
+    kv_cache.batch_repeat_interleave(len(sequences))
+    rest = left_pad([s[shared:] for s in sequences], pad_id=pad_id, device=device)
+    mask = torch.cat([torch.ones((len(sequences), shared), dtype=torch.long, device=device),
+                      rest["attention_mask"]], dim=1)
+    out = model(input_ids=rest["input_ids"], attention_mask=mask,
+                position_ids=rest["position_ids"] + shared, use_cache=True, logits_to_keep=1,
+                **{keyword: kv_cache})
+    return out.logits[:, -1, :]
+
+
 def score_yes_no(loaded: LoadedModel, *, prompts: list[str], batch_size: int, max_length: int,
                  progress: bool = False) -> np.ndarray:
     """p(yes) for each prompt (softmax over the "yes" and "no" logits), in input order.
@@ -77,9 +130,10 @@ def score_yes_no(loaded: LoadedModel, *, prompts: list[str], batch_size: int, ma
         with bar, cpu_threads(loaded), torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
-                batch = left_pad([ids[i] for i in rows], pad_id=loaded.tokenizer.pad_token_id,
-                                 device=loaded.device)
-                two = next_token_logits(model, batch).index_select(-1, pair).float()
+                logits = batch_next_token_logits(model, [ids[i] for i in rows],
+                                                 pad_id=loaded.tokenizer.pad_token_id,
+                                                 device=loaded.device)
+                two = logits.index_select(-1, pair).float()
                 p_yes[rows] = torch.softmax(two, dim=-1)[:, 0].cpu().numpy()
                 bar.update(len(rows))
     finally:

@@ -21,7 +21,7 @@ from transformers.pytorch_utils import Conv1D
 from harness.config import LoraConfig, TrainingConfig
 from harness.errors import ConfigError
 from harness.learner.model import LoadedModel, cpu_threads
-from harness.learner.score import encode_prompts, left_pad, next_token_logits
+from harness.learner.score import batch_next_token_logits, encode_prompts
 
 _adapter_ids = itertools.count()
 # Sequences sorted by length inside windows of this many batches (length bucketing).
@@ -166,15 +166,15 @@ def _training_mode(loaded: LoadedModel, *, seed: int, checkpointing: bool) -> It
 
 
 def _backward_group(loaded: LoadedModel, ids: list[list[int]], targets: torch.Tensor,
-                    group: list[list[int]], *, where: str) -> float:
+                    group: list[list[int]], *, where: str, share_prefix: bool) -> float:
     """Forward and backward over the micro batches of one optimizer step (gradients add up to
     those of the mean loss over the group's rows); returns the summed loss."""
     group_rows = sum(len(rows) for rows in group)
     total = 0.0
     for rows in group:
-        batch = left_pad([ids[i] for i in rows], pad_id=loaded.tokenizer.pad_token_id,
-                         device=loaded.device)
-        logits = next_token_logits(loaded.model, batch).float()
+        logits = batch_next_token_logits(loaded.model, [ids[i] for i in rows],
+                                         pad_id=loaded.tokenizer.pad_token_id,
+                                         device=loaded.device, share_prefix=share_prefix).float()
         loss = F.cross_entropy(logits, targets[rows].to(loaded.device), reduction="sum")
         value = loss.item()
         if not math.isfinite(value):
@@ -230,7 +230,8 @@ def train_lora(loaded: LoadedModel, *, prompts: list[str], labels: Sequence[int]
             for first in range(0, size, accumulation):
                 group = batches[first:first + accumulation]
                 where = f"{description}: epoch {epoch + 1}, step {len(step_losses) + 1}"
-                step_sum = _backward_group(loaded, ids, targets, group, where=where)
+                step_sum = _backward_group(loaded, ids, targets, group, where=where,
+                                           share_prefix=not training.gradient_checkpointing)
                 norm = torch.nn.utils.clip_grad_norm_(params, training.max_grad_norm)
                 if not torch.isfinite(norm):
                     raise NonFiniteLossError(f"{where}: the gradient norm is {norm.item()}")

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import ModelConfig
+from harness.config import LoraConfig, ModelConfig
 from harness.learner import LoadedModel, load_base_model, score_yes_no
-from harness.learner.score import encode_prompts, left_pad
+from harness.learner.score import (
+    MIN_SHARED_PREFIX,
+    batch_next_token_logits,
+    encode_prompts,
+    left_pad,
+    shared_prefix_length,
+)
+from harness.learner.train import fresh_adapter
 
 PROMPTS = [
     "Query: red shoes\nCategory: clothing,shoes\n### Response:\n",
@@ -75,3 +82,46 @@ def test_left_padding_layout() -> None:
 
 def test_empty_input(loaded: LoadedModel) -> None:
     assert score_yes_no(loaded, prompts=[], batch_size=8, max_length=64).shape == (0,)
+
+
+INSTRUCTION = ("Below is an instruction that describes a task. Decide whether the product category "
+               "is relevant to the user's search query.\nAnswer with exactly one word: yes or no."
+               "\n\n### Input:\n")
+SHARED = [INSTRUCTION + p for p in PROMPTS] + [INSTRUCTION]
+
+
+def test_shared_instruction_scores_equal_direct_computation(loaded: LoadedModel) -> None:
+    """Rows that start with the same long instruction run it once per batch (its keys and values
+    repeated for every row); the scores must still be each prompt's own forward pass."""
+    ids = [loaded.tokenizer(p)["input_ids"] for p in SHARED]
+    assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX  # the shared path really runs
+    expected = [direct_p_yes(loaded, row) for row in ids]
+    for batch_size in (len(SHARED), 3):
+        got = score_yes_no(loaded, prompts=SHARED, batch_size=batch_size, max_length=512)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_shared_prefix_leaves_every_row_a_token_of_its_own() -> None:
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert shared_prefix_length([[7, 2], [1, 2]]) == 0
+
+
+def test_shared_prefix_gives_the_same_gradients(loaded: LoadedModel) -> None:
+    """Training backpropagates through the shared part once; the gradients must equal those of
+    the plain padded batch."""
+    ids = [loaded.tokenizer(p)["input_ids"] for p in SHARED]
+    pad = loaded.tokenizer.pad_token_id
+    lora = LoraConfig(r=4, alpha=8, dropout=0.0, train_embeddings=True, train_lm_head=True)
+    with fresh_adapter(loaded, lora=lora, seed=0) as model:
+        grads = []
+        for share in (False, True):
+            model.zero_grad()
+            logits = batch_next_token_logits(model, ids, pad_id=pad, device=loaded.device,
+                                             share_prefix=share)
+            logits[:, loaded.yes_id].sum().backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()
+                                    if p.grad is not None]))
+        model.zero_grad()
+    assert grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-4)
