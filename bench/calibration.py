@@ -47,12 +47,16 @@ EXPERIMENT = ROOT / "experiments" / "calibration.yaml"
 RESULTS = ROOT / "bench" / "results" / "calibration.md"
 
 
-def sweep_config(root: Path, *, seeds: int, max_train_rows: int, epochs: float):
-    """experiments/calibration.yaml with its seeds, size and paths set for this run."""
+def sweep_config(root: Path, *, seeds: int, max_train_rows: int | None = None,
+                 epochs: float | None = None):
+    """experiments/calibration.yaml with its seeds, paths and (where given) size set for this
+    run."""
     raw = yaml.safe_load(EXPERIMENT.read_text(encoding="utf-8"))
     raw["seeds"] = list(range(seeds))
-    raw["data"]["max_train_rows"] = max_train_rows
-    raw["training"]["epochs"] = epochs
+    if max_train_rows is not None:
+        raw["data"]["max_train_rows"] = max_train_rows
+    if epochs is not None:
+        raw["training"]["epochs"] = epochs
     raw |= {"tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
             "study": {"storage": f"sqlite:///{root / 'study.db'}"},
             "cache_dir": str(root / "cache"), "reports_dir": str(root / "reports")}
@@ -104,8 +108,11 @@ def share(hits: int, total: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=12)
-    parser.add_argument("--max-train-rows", type=int, default=1200)
-    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--max-train-rows", type=int, default=None,
+                        help="train rows per task (default: all, as the default sweep)")
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="default: the file's, which are the default sweep's")
+    parser.add_argument("--workers", type=int, default=2, help="local worker processes")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -113,7 +120,7 @@ def main() -> None:
     config = sweep_config(root, seeds=args.seeds, max_train_rows=args.max_train_rows,
                           epochs=args.epochs)
     started = time.perf_counter()
-    run_sweep(config, progress=False, report=False)
+    run_sweep(config, progress=False, report=False, workers=args.workers)
     tracker = Tracker(uri=config.tracking.uri, experiment=config.name)
     records = trial_records(tracker, config.name)
     degenerate = [r.name for r in records if r.degenerate]
@@ -123,7 +130,9 @@ def main() -> None:
     lines = [
         "# Calibration of the report's significance marker", "",
         f"`python bench/calibration.py {' '.join(sys.argv[1:])}`".replace(" `", "`") + " "
-        f"(seeds {args.seeds}, {args.max_train_rows} train rows, {args.epochs:g} epochs), "
+        f"(seeds {args.seeds}, {config.data.max_train_rows or 'all'} train rows per task, "
+        f"{config.training.epochs:g} epochs, LoRA dropout {config.lora.dropout:g}, "
+        f"{args.workers} workers), "
         f"{datetime.date.today().isoformat()}, {minutes:.1f} min; experiments/calibration.yaml, "
         f"{len(records)} trials used ({len(degenerate)} that learned nothing left out); "
         f"{platform.machine()} CPU with {os.cpu_count()} cores, {torch.get_num_threads()} torch "

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from harness.data.prepare import PreparedData, prepare_data
 from harness.learner import LoadedModel, load_base_model
 from harness.plan import Plan, TrialSpec, build_plan, models_of
 from harness.publish import machine, write_report
-from harness.record import MACHINE_TAG, TrialRecord
+from harness.record import COST_METRICS, MACHINE_TAG, TrialRecord
 from harness.search import SearchOutcome, run_search
 from harness.secrets import error_message, mask, masked_json
 from harness.stages import Stages
@@ -79,6 +80,47 @@ class SweepSummary:
     cache_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     pruned: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
+    timing: SweepTiming | None = None  # the sweep process's own account of where time went
+
+
+@dataclass(frozen=True)
+class SweepTiming:
+    """Where this run of the sweep spent its wall time: the trials' model work (training, QR
+    checker, scoring; each trial's own timers) against the time its worker processes existed
+    (wall time x workers). The rest -- data, stages, caching, MLflow, waiting for the last
+    trial, the report -- is the sweep's overhead."""
+
+    wall_seconds: float
+    workers: int
+    model_seconds: float
+    trials: int  # trials that ran in this run of the sweep
+
+    @property
+    def overhead_share(self) -> float:
+        worker_seconds = self.wall_seconds * self.workers
+        return max(0.0, 1.0 - self.model_seconds / worker_seconds) if worker_seconds > 0 else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {"sweep_wall_seconds": self.wall_seconds, "sweep_model_seconds": self.model_seconds,
+                "sweep_overhead_share": self.overhead_share, "sweep_trials_run": self.trials}
+
+    def describe(self) -> str:
+        minutes, seconds = divmod(round(self.wall_seconds), 60)
+        if not self.trials:
+            return f"Time: {minutes} min {seconds} s; no trial needed running"
+        return (f"Time: {minutes} min {seconds} s wall, {self.workers} worker(s); "
+                f"{1 - self.overhead_share:.0%} of worker time in training and scoring "
+                f"({self.overhead_share:.0%} outside: data, stages, logging, waiting, report)")
+
+
+def sweep_timing(records: list[TrialRecord], *, since: datetime, wall_seconds: float,
+                 workers: int) -> SweepTiming:
+    """SweepTiming from the trials that started since `since` (this run of the sweep)."""
+    since_ms = since.timestamp() * 1000
+    ran = [r for r in records if r.status == "FINISHED" and r.start_time >= since_ms]
+    model = sum(r.metrics.get(name, 0.0) for r in ran for name in COST_METRICS)
+    return SweepTiming(wall_seconds=wall_seconds, workers=workers, model_seconds=model,
+                       trials=len(ran))
 
 
 LOG_PREFIX = ""  # "[worker 2] " in a local worker process
@@ -293,6 +335,7 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     `workers` > 1 starts that many local worker processes in all, this one included."""
     # Our own lines report trials; Optuna would add a traceback per failed or interrupted trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    clock = (datetime.now(UTC), time.perf_counter())
     url = storage_url(config, storage)
     tracking_uri = resolve_tracking_uri(config.tracking.uri)
     if dry_run:
@@ -304,7 +347,8 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     if report:
         log(queued.data.describe())
     try:
-        return _run(config, queued, url=url, progress=progress, report=report, workers=workers)
+        return _run(config, queued, url=url, progress=progress, report=report, workers=workers,
+                    clock=clock)
     except BaseException:
         queued.tracker.finish_sweep(queued.parent, failed=True)
         raise
@@ -358,8 +402,8 @@ def _log_sweep_inputs(config: SweepConfig, data: PreparedData, tracker: Tracker,
 
 
 def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, report: bool,
-         workers: int) -> SweepSummary:
-    started = datetime.now(UTC)
+         workers: int, clock: tuple[datetime, float]) -> SweepSummary:
+    started = clock[0]
     data, plan, study, tracker, parent = (queued.data, queued.plan, queued.study, queued.tracker,
                                           queued.parent)
     counts, recovered = Counter(queued.counts), queued.recovered
@@ -419,6 +463,11 @@ def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, repor
         if files.submission_problem:
             summary.outputs.append(f"WARNING: no submission files: {files.submission_problem}")
         tracker.log_report(parent, files)
+    if report:
+        summary.timing = sweep_timing(records, since=started,
+                                      wall_seconds=time.perf_counter() - clock[1],
+                                      workers=max(1, len(summary.per_worker)))
+        tracker.log_metrics(parent, summary.timing.metrics())
     _print_summary(summary)
     return summary
 
@@ -446,6 +495,8 @@ def _print_summary(summary: SweepSummary) -> None:
         log("")
     for line in summary.outputs:
         log(line)
+    if summary.timing is not None:
+        log(summary.timing.describe())
     if summary.report:
         log(f"Report: {summary.report}")
     if not LOG_PREFIX:

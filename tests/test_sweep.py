@@ -44,6 +44,14 @@ def test_sweep_logs_one_finished_child_per_trial(finished_sweep):
     assert summary.cache_counts["HCT"]["misses"] == 2
     parent = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
     assert len(parent) == 1 and parent["metrics.dropped/QI/train"].iloc[0] == 0
+    # the sweep's own account of its time: model work against worker time, on the parent run
+    timing = summary.timing
+    assert timing.trials == 6 and timing.workers == 1
+    runs_model = runs[["metrics.train_seconds", "metrics.score_seconds"]].sum().sum()
+    assert timing.model_seconds == pytest.approx(runs_model, rel=1e-6)
+    assert 0 < timing.overhead_share < 1 and timing.model_seconds < timing.wall_seconds
+    assert parent["metrics.sweep_overhead_share"].iloc[0] == pytest.approx(timing.overhead_share)
+    assert parent["metrics.sweep_trials_run"].iloc[0] == 6
     qi = runs[runs["params.task"] == "QI"]
     assert qi["metrics.f1/vn"].notna().all()  # QI's unseen languages are scored
 
@@ -89,6 +97,9 @@ def test_rerun_skips_finished_trials_and_reproduces_f1(finished_sweep):
     summary = run_sweep(config, progress=False)
     after = child_runs(root)
     assert len(after) == 6 and summary.finished == 6  # no second run for a finished configuration
+    # nothing recomputed: no stage, no trial
+    assert summary.timing.trials == 0 and summary.timing.model_seconds == 0
+    assert all(c["misses"] == 0 for c in summary.cache_counts.values())
     # a fresh sweep (new study and MLflow store, same cache) reproduces every F1
     fresh = root / "fresh"
     fresh.mkdir()
