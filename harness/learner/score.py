@@ -91,12 +91,15 @@ def batch_next_token_logits(model: torch.nn.Module, sequences: Sequence[Sequence
     checkpointing, which turns the cache off) runs the plain padded batch."""
     shared = shared_prefix_length(sequences) if share_prefix and len(sequences) > 1 else 0
     if shared < MIN_SHARED_PREFIX:
-        batch = left_pad(sequences, pad_id=pad_id, device=device)
-        return next_token_logits(model, batch)
+        return next_token_logits(model, left_pad(sequences, pad_id=pad_id, device=device))
     keyword = _cache_keyword(_base_class(model))
     prefix = torch.as_tensor([list(sequences[0][:shared])], dtype=torch.long, device=device)
     past = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
-    kv_cache = getattr(past, "cache", None) or past.past_key_values
+    kv_cache = getattr(past, "cache", None)
+    if kv_cache is None:  # transformers 4.x
+        kv_cache = getattr(past, "past_key_values", None)
+    if not hasattr(kv_cache, "batch_repeat_interleave"):  # a model without a repeatable cache
+        return next_token_logits(model, left_pad(sequences, pad_id=pad_id, device=device))
     kv_cache.batch_repeat_interleave(len(sequences))
     rest = left_pad([s[shared:] for s in sequences], pad_id=pad_id, device=device)
     mask = torch.cat([torch.ones((len(sequences), shared), dtype=torch.long, device=device),
