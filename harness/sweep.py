@@ -60,6 +60,7 @@ from harness.tracking import (
 from harness.trial import run_trial
 from harness.workers import (
     join_local_workers,
+    oversubscription,
     share_cores,
     start_local_workers,
     stop_local_workers,
@@ -419,6 +420,9 @@ def _run(config: SweepConfig, queued: Queued, *, url: str, progress: bool, repor
     children = []
     if workers > 1 and counts["enqueued"] + counts["queued"] > 1:
         share_cores(workers, config.model.name)
+        warning = oversubscription(workers, config.model.cpu_threads, os.cpu_count())
+        if warning and not torch.cuda.is_available():
+            log(warning)
         children = start_local_workers(config, url=url, count=workers)
         log(f"Started {len(children)} more local worker(s): pids "
             + ", ".join(str(p.pid) for p in children))

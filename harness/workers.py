@@ -69,6 +69,17 @@ def share_cores(count: int, model_name: str) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
 
 
+def oversubscription(workers: int, cpu_threads: int | None, cores: int | None) -> str | None:
+    """A warning when `workers` local processes with `cpu_threads` torch threads each ask for
+    more threads than the machine has cores (on 2 cores, 2 workers x 2 threads made each tiny
+    trial about 5x slower than 2 x 1)."""
+    if workers < 2 or cpu_threads is None or cores is None or workers * cpu_threads <= cores:
+        return None
+    return (f"WARNING: {workers} workers x model.cpu_threads {cpu_threads} = "
+            f"{workers * cpu_threads} threads on {cores} CPU cores; the threads contend and every "
+            f"trial slows down: use model.cpu_threads {max(1, cores // workers)} or fewer workers")
+
+
 def join_local_workers(processes: Iterable[BaseProcess]) -> list[str]:
     """Wait for the children; returns one line per child that did not exit cleanly."""
     problems = []
@@ -106,5 +117,5 @@ def trials_per_worker(study: optuna.Study, keys: Iterable[str], *, since: dateti
     return counts
 
 
-__all__ = ["join_local_workers", "share_cores", "start_local_workers", "stop_local_workers",
+__all__ = ["join_local_workers", "oversubscription", "share_cores", "start_local_workers", "stop_local_workers",
            "trials_per_worker"]

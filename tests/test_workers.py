@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from harness.components import REGISTRY
 from harness.study import KEY_ATTR
 from harness.sweep import run_sweep
+from harness.workers import oversubscription
 from tests.sweep_helpers import TINY_MODEL, child_runs, tiny_config
 from tests.test_registry import Shout
 
@@ -131,3 +132,11 @@ def test_three_sweep_commands_started_together_run_each_configuration_once(tmp_p
     parents = mlflow.search_runs(experiment_names=["e2e"], filter_string="tags.`harness.role` = 'sweep'")
     assert list(parents["status"]) == ["FINISHED"]
     assert (tmp_path / "reports" / "e2e" / "ablation.md").read_text().startswith("#")
+
+
+def test_more_torch_threads_than_cores_is_warned_about():
+    warning = oversubscription(2, 2, 2)
+    assert warning and "4 threads on 2 CPU cores" in warning and "model.cpu_threads 1" in warning
+    assert oversubscription(2, 1, 2) is None  # one thread per core: fine
+    assert oversubscription(2, None, 2) is None  # the harness chooses the threads itself
+    assert oversubscription(1, 8, 2) is None  # one process: torch's own business
