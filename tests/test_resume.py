@@ -45,8 +45,10 @@ def _write_config(root: Path) -> Path:
         "tasks": ["QC"],
         "model": TINY_MODEL,
         "lora": {"r": 4, "alpha": 8, "train_embeddings": True},
-        # long enough that the kill lands inside a trial
-        "training": {"epochs": 12, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
+        # long enough that the signal lands inside trial 1 even on a loaded machine: with 12
+        # epochs (3 s of training since the shared-prefix forward) a CI run under load saw the
+        # sweep finish both trials before the Ctrl-C took effect
+        "training": {"epochs": 30, "learning_rate": 3e-3, "batch_size": 16, "max_length": 256},
         "design": {"kind": "grid", "switches": ["LT"]},
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
         "study": {"storage": f"sqlite:///{root / 'study.db'}"},
