@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Sequence
 from functools import cache
 
@@ -13,25 +12,31 @@ from tqdm.auto import tqdm
 
 from harness.learner.model import LoadedModel, cpu_threads
 
+# Prompts tokenised per call: the tokenizer's own lists (about 36 bytes a token) live for one chunk.
+ENCODE_CHUNK = 4096
+
 
 def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], *,
-                   max_length: int) -> tuple[list[list[int]], int]:
-    """Token ids of each prompt, cut from the LEFT to `max_length - 1` tokens (the answer token
-    takes the last place), keeping a leading BOS token. Returns (ids, number truncated)."""
+                   max_length: int) -> tuple[list[np.ndarray], int]:
+    """Token ids of each prompt as int32 arrays (a ninth of the memory of Python lists: 300,000
+    long prompts fit in about 0.5 GB), cut from the LEFT to `max_length - 1` tokens (the answer
+    token takes the last place), keeping a leading BOS token. Returns (ids, number truncated)."""
     if max_length < 2:
         raise ValueError("max_length must leave room for the prompt and the answer token")
     tokenizer = loaded.tokenizer
-    encoded = tokenizer(list(prompts), add_special_tokens=True, verbose=False)["input_ids"]
     limit = max_length - 1
     bos = tokenizer.bos_token_id
-    out: list[list[int]] = []
+    out: list[np.ndarray] = []
     truncated = 0
-    for ids in encoded:
-        if len(ids) > limit:
-            truncated += 1
-            keep_bos = bos is not None and ids[0] == bos
-            ids = [bos, *ids[len(ids) - limit + 1:]] if keep_bos else ids[len(ids) - limit:]
-        out.append(list(ids))
+    for start in range(0, len(prompts), ENCODE_CHUNK):
+        encoded = tokenizer(list(prompts[start:start + ENCODE_CHUNK]), add_special_tokens=True,
+                            verbose=False)["input_ids"]
+        for ids in encoded:
+            if len(ids) > limit:
+                truncated += 1
+                keep_bos = bos is not None and ids[0] == bos
+                ids = [bos, *ids[len(ids) - limit + 1:]] if keep_bos else ids[len(ids) - limit:]
+            out.append(np.asarray(ids, dtype=np.int32))
     return out, truncated
 
 
@@ -43,7 +48,7 @@ def left_pad(sequences: Sequence[Sequence[int]], *, pad_id: int,
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        if seq:
+        if len(seq):
             input_ids[row, width - len(seq):] = torch.as_tensor(seq, dtype=torch.long)
             attention_mask[row, width - len(seq):] = 1
     position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
@@ -63,8 +68,11 @@ MIN_SHARED_PREFIX = 8
 
 def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Tokens that every sequence starts with, leaving each at least one token of its own."""
-    shared = len(os.path.commonprefix([list(s) for s in sequences]))
-    return min(shared, min(len(s) for s in sequences) - 1)
+    shortest = min(len(s) for s in sequences)
+    heads = np.stack([np.asarray(s[:shortest]) for s in sequences])
+    differs = (heads != heads[0]).any(axis=0)
+    shared = int(np.argmax(differs)) if differs.any() else shortest
+    return min(shared, shortest - 1)
 
 
 @cache

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.config import LoraConfig, ModelConfig
-from harness.learner import LoadedModel, load_base_model, score_yes_no
+from harness.learner import LoadedModel, load_base_model, score, score_yes_no
 from harness.learner.score import (
     MIN_SHARED_PREFIX,
     batch_next_token_logits,
@@ -68,9 +68,20 @@ def test_long_prompts_keep_their_end(loaded: LoadedModel) -> None:
     full = loaded.tokenizer(PROMPTS[2])["input_ids"]
     ids, truncated = encode_prompts(loaded, PROMPTS, max_length=12)
     assert truncated == sum(len(loaded.tokenizer(p)["input_ids"]) > 11 for p in PROMPTS) > 0
-    assert ids[2] == full[-11:]
+    assert ids[2].tolist() == full[-11:]
     got = score_yes_no(loaded, prompts=PROMPTS, batch_size=8, max_length=12)
     assert got[2] == pytest.approx(direct_p_yes(loaded, full[-11:]), abs=1e-5)
+
+
+def test_token_ids_are_int32_arrays_across_encoding_chunks(loaded: LoadedModel,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    whole, _ = encode_prompts(loaded, PROMPTS, max_length=512)
+    monkeypatch.setattr(score, "ENCODE_CHUNK", 2)
+    chunked, _ = encode_prompts(loaded, PROMPTS, max_length=512)
+    assert all(ids.dtype == np.int32 for ids in chunked)
+    assert [ids.tolist() for ids in chunked] == [ids.tolist() for ids in whole] == \
+        [loaded.tokenizer(p)["input_ids"] for p in PROMPTS]
+    assert shared_prefix_length(chunked) == shared_prefix_length([ids.tolist() for ids in chunked])
 
 
 def test_left_padding_layout() -> None:
