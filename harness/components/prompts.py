@@ -38,7 +38,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+from sklearn.preprocessing import normalize
 
 from harness.data import TASKS
 from harness.errors import ConfigError, HarnessError
@@ -50,6 +53,13 @@ TARGET_LABEL = {"QC": "Category", "QI": "Product"}
 _NEWLINES = re.compile(r"[\r\n]+")
 _CHUNK = 512          # rows per block of the similarity matrix
 _MARGIN = 8           # extra nearest candidates kept per row to survive exclusions
+# Above this many pool rows of one class, "similar" retrieval is approximate (an inverted-file
+# index over reduced TF-IDF vectors, then the exact cosine among the candidates): exact search
+# compares every row with every pool row, hours at the competition's 300,000 rows.
+EXACT_SEARCH_MAX_POOL = 20_000
+_SVD_DIMS = 128       # reduced dimensions of the approximate index
+_PROBES = 8           # cells searched per row
+_RERANK = 64          # approximate candidates per row re-ranked by the exact cosine
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,86 @@ def _nearest(rows_matrix, class_matrix, class_positions: np.ndarray, n: int,
     return out
 
 
+def _tfidf(pool_texts: list[str], row_texts: list[str]):
+    """TF-IDF matrices of pool and rows, fitted on the pool: what `TfidfVectorizer` (char_wb
+    2-4-grams) gives with fit on the pool and transform, but each distinct text is analysed once
+    (the competition's QC train set holds 58,000 distinct pairs in 300,000 rows).
+
+    Returns (pool_distinct, pool_codes, rows_distinct, row_codes): row i of the pool is
+    pool_distinct[pool_codes[i]]."""
+    pool_codes, pool_unique = pd.factorize(pd.Series(pool_texts, dtype=object))
+    counter = CountVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32)
+    pool_counts = counter.fit_transform(pool_unique).tocsr()
+    weighting = TfidfTransformer().fit(pool_counts[pool_codes])   # document frequency per row
+    pool_distinct = weighting.transform(pool_counts).tocsr()
+    if row_texts == pool_texts:
+        return pool_distinct, pool_codes, pool_distinct, pool_codes
+    row_codes, row_unique = pd.factorize(pd.Series(row_texts, dtype=object))
+    rows_distinct = weighting.transform(counter.transform(row_unique)).tocsr()
+    return pool_distinct, pool_codes, rows_distinct, row_codes
+
+
+def _reduced(pool_distinct, rows_distinct) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-length dense vectors of distinct pool and row texts in the pool's top singular
+    directions."""
+    svd = TruncatedSVD(min(_SVD_DIMS, pool_distinct.shape[1] - 1), random_state=0)
+    pool_dense = svd.fit_transform(pool_distinct).astype(np.float32)
+    rows_dense = svd.transform(rows_distinct).astype(np.float32)
+    return normalize(pool_dense), normalize(rows_dense)
+
+
+def _nearest_approximate(rows_matrix, rows_dense: np.ndarray, class_matrix, class_dense: np.ndarray,
+                         class_positions: np.ndarray, n: int, row_pairs: np.ndarray,
+                         pool_pairs: np.ndarray) -> list[list[int]]:
+    """`_nearest` for a large class, approximately, and over distinct (query, target) pairs:
+    each distinct pair of the pool is a candidate once (its first row), and rows with the same
+    pair get the same examples (a row's own id has its pair, so it is excluded with the pair).
+
+    An inverted-file index: the class's distinct pairs are clustered into about sqrt(count)
+    cells of the reduced vectors; a row is compared with the pairs of the `_PROBES` cells
+    nearest its own cell, and the best `_RERANK` of those are ordered by the exact TF-IDF
+    cosine (ties: lower position). Cost grows as rows x sqrt(pool), not rows x pool."""
+    _, first = np.unique(pool_pairs[class_positions], return_index=True)
+    first.sort()
+    class_matrix, class_dense, class_positions = (class_matrix[first], class_dense[first],
+                                                  class_positions[first])
+    distinct_pairs, row_first, row_of = np.unique(row_pairs, return_index=True, return_inverse=True)
+    rows_matrix, rows_dense = rows_matrix[row_first], rows_dense[row_first]
+
+    cells = max(2, int(np.sqrt(len(class_positions))))
+    kmeans = MiniBatchKMeans(cells, random_state=0, n_init=1, batch_size=4096).fit(class_dense)
+    centroids = normalize(kmeans.cluster_centers_).astype(np.float32)
+    members = [np.flatnonzero(kmeans.labels_ == c) for c in range(cells)]
+    probes = np.argsort(-(centroids @ centroids.T), axis=1)[:, :_PROBES]
+    row_cell = np.concatenate([np.argmax(rows_dense[i:i + 8192] @ centroids.T, axis=1)
+                               for i in range(0, len(rows_dense), 8192)])
+    picks = np.full((len(distinct_pairs), n), -1, dtype=np.int64)
+    for cell in range(cells):
+        candidates = np.sort(np.concatenate([members[c] for c in probes[cell]]))
+        keep = min(len(candidates), _RERANK)
+        cell_rows = np.flatnonzero(row_cell == cell)
+        for start in range(0, len(cell_rows), _CHUNK):
+            chunk = cell_rows[start:start + _CHUNK]
+            approx = rows_dense[chunk] @ class_dense[candidates].T
+            top = (np.argpartition(-approx, keep - 1, axis=1)[:, :keep] if keep < len(candidates)
+                   else np.tile(np.arange(len(candidates)), (len(chunk), 1)))
+            local = candidates[top]                            # chunk x keep
+            exact = np.asarray(rows_matrix[np.repeat(chunk, keep)].multiply(
+                class_matrix[local.ravel()]).sum(axis=1)).reshape(len(chunk), keep)
+            # the row's own pair never; then cosine down, lower position first
+            own = pool_pairs[class_positions[local]] == distinct_pairs[chunk, None]
+            order = np.lexsort((local, -exact, own), axis=1)[:, :n]
+            chosen = np.take_along_axis(local, order, axis=1)
+            valid = ~np.take_along_axis(own, order, axis=1)
+            picks[chunk] = np.where(valid, class_positions[chosen], -1)
+    short = np.flatnonzero((picks < 0).any(axis=1))
+    for i in short:   # too few candidates in the probed cells: rank the whole class
+        sims = (class_matrix @ rows_matrix[i].T).toarray().ravel()
+        picks[i] = _first_allowed(class_positions[np.argsort(-sims, kind="stable")], n,
+                                  distinct_pairs[i], "", pool_pairs, None)
+    return picks[row_of].tolist()
+
+
 def select_examples(rows: pd.DataFrame, pool: pd.DataFrame, *, k: int,
                     strategy: Literal["fixed", "similar"] = "fixed", seed: int = 0,
                     exclude_same_id: bool = False) -> list[list[int]]:
@@ -250,6 +340,8 @@ def select_examples(rows: pd.DataFrame, pool: pd.DataFrame, *, k: int,
     similar: per class, the nearest pool rows by TF-IDF cosine (char_wb 2-4-grams of
     query_text + " " + target_text, fitted on the pool); ties go to the lower pool position.
     The nearest neighbours are taken whatever their language; `seed` only matters for fixed.
+    Above EXACT_SEARCH_MAX_POOL rows in a class the search is approximate (an inverted-file
+    index; see `_nearest_approximate`).
     """
     if k < 2:
         raise ValueError("ICL needs k >= 2 (at least one yes and one no example)")
@@ -270,12 +362,21 @@ def select_examples(rows: pd.DataFrame, pool: pd.DataFrame, *, k: int,
             per_class[c] = [_first_allowed(rankings[c], need[c], row_pairs[i], row_ids[i],
                                            pool_pairs, pool_ids) for i in range(len(rows))]
     elif strategy == "similar":
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32)
-        pool_matrix = vectorizer.fit_transform(_similarity_text(pool)).tocsr()
-        rows_matrix = vectorizer.transform(_similarity_text(rows)).tocsr()
+        pool_distinct, pool_codes, rows_distinct, row_codes = _tfidf(
+            _similarity_text(pool), _similarity_text(rows))
+        pool_matrix, rows_matrix = pool_distinct[pool_codes], rows_distinct[row_codes]
+        exclusions = (row_pairs, row_ids, pool_pairs, pool_ids)
+        if max(map(len, positions.values())) > EXACT_SEARCH_MAX_POOL:
+            pool_dense, rows_dense = _reduced(pool_distinct, rows_distinct)
+            pool_dense, rows_dense = pool_dense[pool_codes], rows_dense[row_codes]
         for c in need:
-            per_class[c] = _nearest(rows_matrix, pool_matrix[positions[c]], positions[c], need[c],
-                                    row_pairs, row_ids, pool_pairs, pool_ids)
+            if len(positions[c]) > EXACT_SEARCH_MAX_POOL:
+                per_class[c] = _nearest_approximate(
+                    rows_matrix, rows_dense, pool_matrix[positions[c]], pool_dense[positions[c]],
+                    positions[c], need[c], row_pairs, pool_pairs)
+            else:
+                per_class[c] = _nearest(rows_matrix, pool_matrix[positions[c]], positions[c],
+                                        need[c], *exclusions)
     else:
         raise ValueError(f"unknown ICL strategy {strategy!r}")
     sequence = _interleave(need)

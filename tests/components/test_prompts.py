@@ -179,3 +179,42 @@ def test_to_examples_and_errors():
         select_examples(only_yes, only_yes, k=2, strategy="fixed", seed=0)
     with pytest.raises(ValueError):
         select_examples(pool, pool, k=1, strategy="fixed", seed=0)
+
+
+def _synth_pool(tmp_path, rows: int) -> pd.DataFrame:
+    from harness.data.loader import load_directory
+    from harness.data.synth import generate
+
+    generate(tmp_path, seed=0, scale="small")
+    frame = load_directory(tmp_path, tasks=("QI",))["QI"].train.frame.iloc[:rows]
+    return frame.assign(query_text=frame["origin_query"],
+                        target_text=frame["item_title"]).reset_index(drop=True)
+
+
+def test_large_pools_use_an_approximate_index_close_to_exact(tmp_path, monkeypatch):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from harness.components import prompts
+
+    pool = _synth_pool(tmp_path, 2000)
+    exact = select_examples(pool, pool, k=2, strategy="similar", exclude_same_id=True)
+    monkeypatch.setattr(prompts, "EXACT_SEARCH_MAX_POOL", 100)
+    approx = select_examples(pool, pool, k=2, strategy="similar", exclude_same_id=True)
+    labels = pool["label"].to_numpy()
+    pairs = (pool["query_text"] + "\x1f" + pool["target_text"]).to_numpy()
+    for i, (yes, no) in enumerate(approx):
+        assert labels[yes] == 1 and labels[no] == 0
+        assert pairs[yes] != pairs[i] and pairs[no] != pairs[i]   # never the row's own pair
+    same_pair = pd.Series(range(len(pool))).groupby(pairs).apply(list)
+    for members in same_pair[same_pair.map(len) > 1]:
+        assert len({tuple(approx[i]) for i in members}) == 1     # one answer per distinct pair
+    text = prompts._similarity_text(pool)
+    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4)).fit_transform(text)
+
+    def cosines(picks):
+        return [matrix[i].multiply(matrix[j]).sum() for i, row in enumerate(picks) for j in row]
+
+    exact_cos, approx_cos = cosines(exact), cosines(approx)
+    as_good = sum(a >= e - 1e-6 for a, e in zip(approx_cos, exact_cos, strict=True))
+    assert as_good / len(exact_cos) > 0.8
+    assert sum(approx_cos) / sum(exact_cos) > 0.97
