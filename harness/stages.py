@@ -9,6 +9,10 @@ change it, fingerprints of what it reads), so a shared stage runs once per input
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +51,24 @@ class EvalSets:
 
 
 class Stages:
-    """Runs and caches the component stages for one sweep."""
+    """Runs and caches the component stages for one sweep.
+
+    `seconds` adds up the wall time spent in each stage (cache reads included), by name:
+    "holdout", a component's name, "prompts"."""
 
     def __init__(self, *, config: SweepConfig, cache: StageCache, data: Any = None) -> None:
         self.config = config
         self.cache = cache
         self.data = data
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
 
     def evaluation_sets(self, task_data: TaskData, *, heldout_language: str | None = None,
                         truth: pd.DataFrame | None = None, search: bool = False) -> EvalSets:
@@ -101,8 +117,9 @@ class Stages:
             _, evaluation = holdout_split(train, fraction=settings.holdout_fraction, seed=seed)
             return train["id"].isin(set(evaluation["id"])).to_numpy()
 
-        is_eval = self.cache.get_or_compute(
-            "holdout", version=HOLDOUT_VERSION, params={"fraction": settings.holdout_fraction,
+        with self.timed("holdout"):
+            is_eval = self.cache.get_or_compute(
+                "holdout", version=HOLDOUT_VERSION, params={"fraction": settings.holdout_fraction,
                                                         "seed": seed},
             inputs=inputs, compute=compute, kind="array")
         return (train[~is_eval].reset_index(drop=True), train[is_eval].reset_index(drop=True))
@@ -124,10 +141,11 @@ class Stages:
         for stage in ("query", "target"):
             for component in REGISTRY.of_stage(stage, names):
                 column = TEXT_COLUMN[stage]
-                text = self._cached_text(component, out, context)
-                if component.combine == "append":
-                    text = (out[column].astype(str) + " " + text).str.rstrip()
-                out[column] = text.to_numpy()
+                with self.timed(component.name):
+                    text = self._cached_text(component, out, context)
+                    if component.combine == "append":
+                        text = (out[column].astype(str) + " " + text).str.rstrip()
+                    out[column] = text.to_numpy()
         return out
 
     def _cached_text(self, component: Component, frame: pd.DataFrame,
@@ -152,7 +170,8 @@ class Stages:
         context = self.context(spec, checker=checker, truth=truth, progress=progress)
         results = []
         for component in REGISTRY.of_stage("rows", spec.components):
-            result = component.apply(train, context.settings(component.name), context)
+            with self.timed(component.name):
+                result = component.apply(train, context.settings(component.name), context)
             train = result.kept
             results.append(result)
         return train, results
@@ -166,19 +185,21 @@ class Stages:
         context = self.context(spec)
         parts = PromptParts(rows=rows, pool=pool, same_rows=same_rows)
         for component in REGISTRY.of_stage("prompt", names):
-            parts = component.apply(parts, context.settings(component.name), context)
+            with self.timed(component.name):
+                parts = component.apply(parts, context.settings(component.name), context)
         task, cot, examples = spec.task, parts.cot_version, parts.examples
         texts = prompts.prompt_texts(task, cot_version=cot)
-        frame = self.cache.get_or_compute(
-            "prompts", version=prompts.TEMPLATE_VERSION,
-            params={"task": task, "cot": cot, "texts": stable_hash(texts),
-                    "examples": stable_hash([[(e.query, e.target, e.label) for e in r]
-                                             for r in examples]) if examples else None},
-            inputs=[frame_fingerprint(rows, ["query_text", "target_text"])],
-            compute=lambda: pd.DataFrame({"prompt": prompts.build_prompts(
-                rows, task=task, cot_version=cot, examples=examples)}),
-            kind="frame")
-        return list(frame["prompt"])
+        with self.timed("prompts"):
+            frame = self.cache.get_or_compute(
+                "prompts", version=prompts.TEMPLATE_VERSION,
+                params={"task": task, "cot": cot, "texts": stable_hash(texts),
+                        "examples": stable_hash([[(e.query, e.target, e.label) for e in r]
+                                                 for r in examples]) if examples else None},
+                inputs=[frame_fingerprint(rows, ["query_text", "target_text"])],
+                compute=lambda: pd.DataFrame({"prompt": prompts.build_prompts(
+                    rows, task=task, cot_version=cot, examples=examples)}),
+                kind="frame")
+            return list(frame["prompt"])
 
     def prompt_texts(self, spec: TrialSpec) -> dict[str, str]:
         """Every text file the trial's prompts use (for logging)."""
