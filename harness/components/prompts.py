@@ -244,7 +244,7 @@ def _nearest(rows_matrix, class_matrix, class_positions: np.ndarray, n: int,
     return out
 
 
-def _tfidf(pool_texts: list[str], row_texts: list[str]):
+def similarity_tfidf(pool_texts: list[str], row_texts: list[str]):
     """TF-IDF matrices of pool and rows, fitted on the pool: what `TfidfVectorizer` (char_wb
     2-4-grams) gives with fit on the pool and transform, but each distinct text is analysed once
     (the competition's QC train set holds 58,000 distinct pairs in 300,000 rows).
@@ -362,7 +362,7 @@ def select_examples(rows: pd.DataFrame, pool: pd.DataFrame, *, k: int,
             per_class[c] = [_first_allowed(rankings[c], need[c], row_pairs[i], row_ids[i],
                                            pool_pairs, pool_ids) for i in range(len(rows))]
     elif strategy == "similar":
-        pool_distinct, pool_codes, rows_distinct, row_codes = _tfidf(
+        pool_distinct, pool_codes, rows_distinct, row_codes = similarity_tfidf(
             _similarity_text(pool), _similarity_text(rows))
         pool_matrix, rows_matrix = pool_distinct[pool_codes], rows_distinct[row_codes]
         exclusions = (row_pairs, row_ids, pool_pairs, pool_ids)
@@ -399,5 +399,5 @@ def to_examples(pool: pd.DataFrame, selections: Sequence[Sequence[int]]) -> list
 
 __all__ = [
     "ANSWERS", "TEMPLATE_VERSION", "Example", "build_prompts", "instruction", "load_text",
-    "prompt_texts", "select_examples", "to_examples",
+    "prompt_texts", "select_examples", "similarity_tfidf", "to_examples",
 ]

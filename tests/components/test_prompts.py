@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -8,6 +9,7 @@ from harness.components.prompts import (
     load_text,
     prompt_texts,
     select_examples,
+    similarity_tfidf,
     to_examples,
 )
 from harness.components.tagging import hierarchical_category_tag, language_tag
@@ -218,3 +220,18 @@ def test_large_pools_use_an_approximate_index_close_to_exact(tmp_path, monkeypat
     as_good = sum(a >= e - 1e-6 for a, e in zip(approx_cos, exact_cos, strict=True))
     assert as_good / len(exact_cos) > 0.8
     assert sum(approx_cos) / sum(exact_cos) > 0.97
+
+
+def test_similarity_tfidf_matches_tfidfvectorizer_with_repeated_texts():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    words = ["red shoe", "zapato rojo", "usb cable", "télé 4k", "чехол", "phone case"]
+    pool = [" ".join(rng.choice(words, 2)) for _ in range(300)]      # many repeats
+    rows = [" ".join(rng.choice(words, 3)) for _ in range(50)] + ["never seen xyz"]
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32)
+    pool_ref, rows_ref = reference.fit_transform(pool), reference.transform(rows)
+    pool_distinct, pool_codes, rows_distinct, row_codes = similarity_tfidf(pool, rows)
+    assert pool_distinct.shape[0] < len(set(pool)) + 1
+    assert abs(pool_ref - pool_distinct[pool_codes]).max() < 1e-7
+    assert abs(rows_ref - rows_distinct[row_codes]).max() < 1e-7
