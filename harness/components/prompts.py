@@ -29,12 +29,13 @@ versioned file under `texts/` (`prompt_texts` lists the ones a prompt uses, for 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -244,37 +245,77 @@ def _nearest(rows_matrix, class_matrix, class_positions: np.ndarray, n: int,
     return out
 
 
+class SimilarityIndex:
+    """The pool side of "similar" retrieval, fitted once per pool: TF-IDF of char_wb 2-4-grams
+    (what `TfidfVectorizer` gives with fit on the pool, but each distinct text analysed once: the
+    competition's QC train set holds 58,000 distinct pairs in 300,000 rows), and for large pools
+    the reduced vectors and cells of the approximate search. A trial asks for the examples of its
+    train, evaluation, dev and test rows from one pool; `for_pool` reuses the last index."""
+
+    def __init__(self, pool_texts: list[str]) -> None:
+        self.texts = pool_texts
+        self.codes, unique = pd.factorize(pd.Series(pool_texts, dtype=object))
+        self.counter = CountVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32)
+        counts = self.counter.fit_transform(unique).tocsr()
+        self.weighting = TfidfTransformer().fit(counts[self.codes])   # document frequency per row
+        self.distinct = self.weighting.transform(counts).tocsr()
+        self.cells: dict[str, tuple[np.ndarray, list[np.ndarray], np.ndarray]] = {}
+        self._svd: TruncatedSVD | None = None
+        self._dense: np.ndarray | None = None
+
+    _last: ClassVar[tuple[str, SimilarityIndex] | None] = None
+
+    @classmethod
+    def for_pool(cls, pool_texts: list[str], labels: np.ndarray) -> SimilarityIndex:
+        digest = hashlib.sha256(pd.util.hash_pandas_object(
+            pd.DataFrame({"text": pool_texts, "label": labels}), index=False).to_numpy()).hexdigest()
+        if cls._last is None or cls._last[0] != digest:
+            cls._last = (digest, cls(pool_texts))
+        return cls._last[1]
+
+    def transform(self, texts: list[str]):
+        """(distinct TF-IDF rows, codes): text i is row codes[i]."""
+        if texts == self.texts:
+            return self.distinct, self.codes
+        codes, unique = pd.factorize(pd.Series(texts, dtype=object))
+        return self.weighting.transform(self.counter.transform(unique)).tocsr(), codes
+
+    def pool_dense(self) -> np.ndarray:
+        """Unit-length vectors of the distinct pool texts in their top singular directions."""
+        if self._dense is None:
+            self._svd = TruncatedSVD(min(_SVD_DIMS, self.distinct.shape[1] - 1), random_state=0)
+            self._dense = normalize(self._svd.fit_transform(self.distinct).astype(np.float32))
+        return self._dense
+
+    def dense(self, matrix) -> np.ndarray:
+        """`matrix` (TF-IDF rows) in the pool's reduced space, unit length."""
+        if matrix is self.distinct:
+            return self.pool_dense()
+        self.pool_dense()
+        return normalize(self._svd.transform(matrix).astype(np.float32))
+
+
 def similarity_tfidf(pool_texts: list[str], row_texts: list[str]):
-    """TF-IDF matrices of pool and rows, fitted on the pool: what `TfidfVectorizer` (char_wb
-    2-4-grams) gives with fit on the pool and transform, but each distinct text is analysed once
-    (the competition's QC train set holds 58,000 distinct pairs in 300,000 rows).
-
-    Returns (pool_distinct, pool_codes, rows_distinct, row_codes): row i of the pool is
-    pool_distinct[pool_codes[i]]."""
-    pool_codes, pool_unique = pd.factorize(pd.Series(pool_texts, dtype=object))
-    counter = CountVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32)
-    pool_counts = counter.fit_transform(pool_unique).tocsr()
-    weighting = TfidfTransformer().fit(pool_counts[pool_codes])   # document frequency per row
-    pool_distinct = weighting.transform(pool_counts).tocsr()
-    if row_texts == pool_texts:
-        return pool_distinct, pool_codes, pool_distinct, pool_codes
-    row_codes, row_unique = pd.factorize(pd.Series(row_texts, dtype=object))
-    rows_distinct = weighting.transform(counter.transform(row_unique)).tocsr()
-    return pool_distinct, pool_codes, rows_distinct, row_codes
+    """(pool_distinct, pool_codes, rows_distinct, row_codes): the TF-IDF rows of the distinct
+    pool and row texts, fitted on the pool; pool row i is pool_distinct[pool_codes[i]]."""
+    index = SimilarityIndex(pool_texts)
+    return (index.distinct, index.codes, *index.transform(row_texts))
 
 
-def _reduced(pool_distinct, rows_distinct) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-length dense vectors of distinct pool and row texts in the pool's top singular
-    directions."""
-    svd = TruncatedSVD(min(_SVD_DIMS, pool_distinct.shape[1] - 1), random_state=0)
-    pool_dense = svd.fit_transform(pool_distinct).astype(np.float32)
-    rows_dense = svd.transform(rows_distinct).astype(np.float32)
-    return normalize(pool_dense), normalize(rows_dense)
+def _cells(class_dense: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """About sqrt(count) k-means cells of unit vectors: (centroids, members of each cell, the
+    `_PROBES` cells nearest each cell)."""
+    cells = max(2, int(np.sqrt(len(class_dense))))
+    kmeans = MiniBatchKMeans(cells, random_state=0, n_init=1, batch_size=4096).fit(class_dense)
+    centroids = normalize(kmeans.cluster_centers_).astype(np.float32)
+    members = [np.flatnonzero(kmeans.labels_ == c) for c in range(cells)]
+    probes = np.argsort(-(centroids @ centroids.T), axis=1)[:, :_PROBES]
+    return centroids, members, probes
 
 
 def _nearest_approximate(rows_matrix, rows_dense: np.ndarray, class_matrix, class_dense: np.ndarray,
                          class_positions: np.ndarray, n: int, row_pairs: np.ndarray,
-                         pool_pairs: np.ndarray) -> list[list[int]]:
+                         pool_pairs: np.ndarray, cell_cache: dict) -> list[list[int]]:
     """`_nearest` for a large class, approximately, and over distinct (query, target) pairs:
     each distinct pair of the pool is a candidate once (its first row), and rows with the same
     pair get the same examples (a row's own id has its pair, so it is excluded with the pair).
@@ -290,11 +331,11 @@ def _nearest_approximate(rows_matrix, rows_dense: np.ndarray, class_matrix, clas
     distinct_pairs, row_first, row_of = np.unique(row_pairs, return_index=True, return_inverse=True)
     rows_matrix, rows_dense = rows_matrix[row_first], rows_dense[row_first]
 
-    cells = max(2, int(np.sqrt(len(class_positions))))
-    kmeans = MiniBatchKMeans(cells, random_state=0, n_init=1, batch_size=4096).fit(class_dense)
-    centroids = normalize(kmeans.cluster_centers_).astype(np.float32)
-    members = [np.flatnonzero(kmeans.labels_ == c) for c in range(cells)]
-    probes = np.argsort(-(centroids @ centroids.T), axis=1)[:, :_PROBES]
+    key = hashlib.sha256(class_positions.tobytes()).hexdigest()
+    if key not in cell_cache:
+        cell_cache[key] = _cells(class_dense)
+    centroids, members, probes = cell_cache[key]
+    cells = len(members)
     row_cell = np.concatenate([np.argmax(rows_dense[i:i + 8192] @ centroids.T, axis=1)
                                for i in range(0, len(rows_dense), 8192)])
     picks = np.full((len(distinct_pairs), n), -1, dtype=np.int64)
@@ -362,18 +403,18 @@ def select_examples(rows: pd.DataFrame, pool: pd.DataFrame, *, k: int,
             per_class[c] = [_first_allowed(rankings[c], need[c], row_pairs[i], row_ids[i],
                                            pool_pairs, pool_ids) for i in range(len(rows))]
     elif strategy == "similar":
-        pool_distinct, pool_codes, rows_distinct, row_codes = similarity_tfidf(
-            _similarity_text(pool), _similarity_text(rows))
-        pool_matrix, rows_matrix = pool_distinct[pool_codes], rows_distinct[row_codes]
+        index = SimilarityIndex.for_pool(_similarity_text(pool), labels)
+        rows_distinct, row_codes = index.transform(_similarity_text(rows))
+        pool_matrix, rows_matrix = index.distinct[index.codes], rows_distinct[row_codes]
         exclusions = (row_pairs, row_ids, pool_pairs, pool_ids)
         if max(map(len, positions.values())) > EXACT_SEARCH_MAX_POOL:
-            pool_dense, rows_dense = _reduced(pool_distinct, rows_distinct)
-            pool_dense, rows_dense = pool_dense[pool_codes], rows_dense[row_codes]
+            pool_dense = index.pool_dense()[index.codes]
+            rows_dense = index.dense(rows_distinct)[row_codes]
         for c in need:
             if len(positions[c]) > EXACT_SEARCH_MAX_POOL:
                 per_class[c] = _nearest_approximate(
                     rows_matrix, rows_dense, pool_matrix[positions[c]], pool_dense[positions[c]],
-                    positions[c], need[c], row_pairs, pool_pairs)
+                    positions[c], need[c], row_pairs, pool_pairs, index.cells)
             else:
                 per_class[c] = _nearest(rows_matrix, pool_matrix[positions[c]], positions[c],
                                         need[c], *exclusions)

@@ -220,6 +220,11 @@ def test_large_pools_use_an_approximate_index_close_to_exact(tmp_path, monkeypat
     as_good = sum(a >= e - 1e-6 for a, e in zip(approx_cos, exact_cos, strict=True))
     assert as_good / len(exact_cos) > 0.8
     assert sum(approx_cos) / sum(exact_cos) > 0.97
+    # a second call on the same pool reuses its fitted index, other rows get their own picks
+    assert select_examples(pool, pool, k=2, strategy="similar", exclude_same_id=True) == approx
+    rows = pool.iloc[::7].reset_index(drop=True)
+    assert select_examples(rows, pool, k=2, strategy="similar") == [
+        approx[i] for i in range(0, len(pool), 7)]
 
 
 def test_similarity_tfidf_matches_tfidfvectorizer_with_repeated_texts():
