@@ -26,10 +26,10 @@ from optuna.trial import TrialState
 
 from harness import __version__
 from harness.cache import StageCache, stable_hash
-from harness.components import REGISTRY
 from harness.config import SweepConfig
 from harness.dashboard import dashboard_lines, experiment_tags
 from harness.data.prepare import PreparedData, prepare_data
+from harness.estimate import estimate_line
 from harness.learner import LoadedModel, load_base_model
 from harness.plan import Plan, TrialSpec, build_plan, models_of
 from harness.publish import machine, write_report
@@ -274,30 +274,8 @@ class Worker:
 # -------------------------------------------------------------------------- driver
 
 
-def _estimate(config: SweepConfig, plan: Plan, records: list[TrialRecord]) -> str:
-    """The dry run's cost line, from this sweep's finished trials (train + score seconds)."""
-    searched = (config.design.optuna.n_trials + 1) * len(plan.trials) if config.design.kind == "optuna" else 0
-    count = len(plan.trials) + searched
-    checker_fits = sum(REGISTRY[name].model_fits(getattr(t.config.components, name))
-                       for t in plan.trials for name in t.components)
-    seconds = [r.metrics["train_seconds"] + r.metrics.get("score_seconds", 0) for r in records
-               if "train_seconds" in r.metrics]
-    if not seconds:
-        return (f"Estimated cost: {count} trials" + (f" and {checker_fits} checker fits" if checker_fits else "")
-                + ", duration unknown until one trial has finished (none in MLflow yet)")
-    trial_seconds = sum(seconds) / len(seconds)
-    fits = [r.metrics["checker_seconds"] for r in records if "checker_seconds" in r.metrics]
-    # A checker fold trains on (folds-1)/folds of the rows: about a trial's training time.
-    fit_seconds = (sum(fits) / len(fits) / 3) if fits else trial_seconds
-    total = count * trial_seconds + checker_fits * fit_seconds
-    return (f"Estimated cost: {count} trials x {trial_seconds:.0f} s"
-            + (f" + {checker_fits} checker fits x {fit_seconds:.0f} s" if checker_fits else "")
-            + f" = {total / 60:.1f} min at most (checker fits are cached across trials; "
-            "from the mean of this sweep's finished trials)")
-
-
 def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
-               records: list[TrialRecord]) -> None:
+               estimate: str) -> None:
     models = models_of(config)
     log(f"Sweep '{config.name}': design {config.design.kind}, {len(plan.configurations)} "
         f"configurations, {len(plan.trials)} trials (tasks {', '.join(config.tasks)}, "
@@ -313,17 +291,20 @@ def print_plan(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str,
         log(f"  + an Optuna search of {config.design.optuna.n_trials} trials for each of the "
             f"{len(plan.trials)} configurations above ({config.design.optuna.sampler}, pruner "
             f"{config.design.optuna.pruner}), then its best configuration scored once")
-    log(_estimate(config, plan, records))
+    log(estimate)
     log(f"Study storage: {mask(url)}")
     log(f"MLflow: {mask(tracking_uri)}")
 
 
-def _dry_run(config: SweepConfig, plan: Plan, *, url: str, tracking_uri: str) -> SweepSummary:
-    """Print the plan; write nothing (no study, no MLflow store, no cache)."""
+def _dry_run(config: SweepConfig, plan: Plan, data: PreparedData, *, url: str,
+             tracking_uri: str) -> SweepSummary:
+    """Print the plan and its estimate; write nothing (no study, no MLflow store, no cache)."""
     tracker = Tracker.existing(uri=tracking_uri, experiment=config.tracking.experiment or config.name)
-    records = trial_records(tracker, config.name, keys=plan.keys) if tracker else []
-    print_plan(config, plan, url=url, tracking_uri=tracking_uri, records=records)
-    return SweepSummary(planned=len(plan.trials), finished=len(records), tracking_uri=tracking_uri)
+    records = trial_records(tracker, config.name) if tracker else []   # every scale and data
+    finished = {r.key for r in records if r.key in plan.keys}
+    estimate = estimate_line(config, plan, data, records, finished_keys=finished)
+    print_plan(config, plan, url=url, tracking_uri=tracking_uri, estimate=estimate)
+    return SweepSummary(planned=len(plan.trials), finished=len(finished), tracking_uri=tracking_uri)
 
 
 def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool = False,
@@ -342,7 +323,7 @@ def run_sweep(config: SweepConfig, *, dry_run: bool = False, retry_failed: bool 
     if dry_run:
         data = prepare_data(config, load=False)
         plan = build_plan(config, data_fingerprints=data.fingerprints)
-        return _dry_run(config, plan, url=url, tracking_uri=tracking_uri)
+        return _dry_run(config, plan, data, url=url, tracking_uri=tracking_uri)
 
     queued = plan_and_queue(config, url=url, tracking_uri=tracking_uri, retry_failed=retry_failed)
     if report:

@@ -439,6 +439,11 @@ def _rows_per_language(scale: str, split: str, task: str) -> dict[str, int]:
     return dict.fromkeys(languages, SCALES[scale][0 if part == "train" else 1])
 
 
+def split_rows(scale: str, split: str, task: str) -> int:
+    """Rows the generator writes for one split ("train", "dev", "test") of a task."""
+    return sum(_rows_per_language(scale, split, task).values())
+
+
 def _noise_rates(noise: float | dict[str, float]) -> dict[str, float]:
     """One train label-noise rate per language; languages missing from a dict get none."""
     if isinstance(noise, dict):
