@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
 from functools import cache
 
@@ -14,6 +15,51 @@ from harness.learner.model import LoadedModel, cpu_threads
 
 # Prompts tokenised per call: the tokenizer's own lists (about 36 bytes a token) live for one chunk.
 ENCODE_CHUNK = 4096
+_CHECKED = 4          # prompts of each chunk encoded whole to check the shortcuts
+_MIN_HEAD = 64        # characters of shared text worth encoding once
+
+
+def _plain(tokenizer, texts: list[str], *, special: bool = True) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=special, verbose=False)["input_ids"]
+
+
+def _backend(tokenizer, texts: list[str], *, special: bool = True) -> list[list[int]]:
+    """The Rust tokenizer's ids without the Python-side encoding objects (a third faster)."""
+    return [e.ids for e in tokenizer.backend_tokenizer.encode_batch_fast(
+        texts, add_special_tokens=special)]
+
+
+def _head_cuts(texts: list[str]) -> list[int]:
+    """Where the text that every prompt starts with (preamble, instruction, CoT cues) may be cut
+    so that its tokens are encoded once: at the start and at the end of its last blank line.
+    Which cut keeps the tokens unchanged depends on the tokenizer's pre-tokenizer; the caller
+    checks."""
+    common = os.path.commonprefix(texts)   # compares only the smallest and largest text
+    blank = common.rfind("\n\n", 0, len(common) - 8)
+    if blank < _MIN_HEAD:
+        return []
+    end = blank
+    while end < len(common) and common[end] == "\n":
+        end += 1
+    return [end, blank]
+
+
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of `texts` as the tokenizer gives them (with special tokens), faster: the shared
+    head is encoded once and the Rust tokenizer is called directly. Each shortcut is used only
+    when it reproduces the plain encoding of the first prompts exactly."""
+    reference = _plain(tokenizer, texts[:_CHECKED])
+    encode = _plain
+    if getattr(tokenizer, "backend_tokenizer", None) is not None \
+            and _backend(tokenizer, texts[:_CHECKED]) == reference:
+        encode = _backend
+    for cut in _head_cuts(texts):
+        head = encode(tokenizer, [texts[0][:cut]])[0]
+        tails = encode(tokenizer, [t[cut:] for t in texts[:_CHECKED]], special=False)
+        if [head + tail for tail in tails] == reference:
+            return [head + tail for tail in encode(tokenizer, [t[cut:] for t in texts],
+                                                   special=False)]
+    return encode(tokenizer, texts)
 
 
 def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], *,
@@ -29,9 +75,7 @@ def encode_prompts(loaded: LoadedModel, prompts: Sequence[str], *,
     out: list[np.ndarray] = []
     truncated = 0
     for start in range(0, len(prompts), ENCODE_CHUNK):
-        encoded = tokenizer(list(prompts[start:start + ENCODE_CHUNK]), add_special_tokens=True,
-                            verbose=False)["input_ids"]
-        for ids in encoded:
+        for ids in _token_ids(tokenizer, list(prompts[start:start + ENCODE_CHUNK])):
             if len(ids) > limit:
                 truncated += 1
                 keep_bos = bos is not None and ids[0] == bos

@@ -136,3 +136,48 @@ def test_shared_prefix_gives_the_same_gradients(loaded: LoadedModel) -> None:
         model.zero_grad()
     assert grads[0].abs().max() > 0
     torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-4)
+
+
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
+                 r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _trained_tokenizer(texts: list[str], *, qwen_regex: bool, bos: bool):
+    """A byte-level BPE like the built-in one, or with Qwen2's pre-tokenizer (punctuation takes
+    the line breaks after it), optionally adding a BOS token."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = (pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        if qwen_regex else pre_tokenizers.ByteLevel(add_prefix_space=False))
+    backend.train_from_iterator(texts, trainer=trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<s>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if bos:
+        backend.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>" if bos else None)
+
+
+@pytest.mark.parametrize(("qwen_regex", "bos"), [(False, False), (True, False), (True, True)])
+def test_shared_instruction_is_encoded_once_with_the_same_ids(qwen_regex: bool, bos: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import pandas as pd
+
+    from harness.components.prompts import build_prompts
+
+    rows = pd.DataFrame({"query_text": [p.split("\n")[0] for p in PROMPTS] * 3,
+                         "target_text": ["clothing,shoes", "lamps", "sports", "phones,cases",
+                                         "靴", ""] * 3})
+    prompts = (build_prompts(rows, task="QC", cot_version="v1") + build_prompts(rows, task="QC")
+               + build_prompts(rows.iloc[:1], task="QI"))   # another head in the last chunk
+    tokenizer = _trained_tokenizer(prompts, qwen_regex=qwen_regex, bos=bos)
+    monkeypatch.setattr(score, "ENCODE_CHUNK", 18)   # each chunk: one head, then two
+    ids, _ = encode_prompts(types.SimpleNamespace(tokenizer=tokenizer), prompts, max_length=4096)
+    assert [i.tolist() for i in ids] == tokenizer(prompts)["input_ids"]
+    assert not bos or all(i[0] == tokenizer.bos_token_id for i in ids)
