@@ -262,6 +262,7 @@ class SimilarityIndex:
         self.cells: dict[str, tuple[np.ndarray, list[np.ndarray], np.ndarray]] = {}
         self._svd: TruncatedSVD | None = None
         self._dense: np.ndarray | None = None
+        self._rows_dense: tuple[object, np.ndarray] | None = None
 
     _last: ClassVar[tuple[str, SimilarityIndex] | None] = None
 
@@ -291,8 +292,10 @@ class SimilarityIndex:
         """`matrix` (TF-IDF rows) in the pool's reduced space, unit length."""
         if matrix is self.distinct:
             return self.pool_dense()
-        self.pool_dense()
-        return normalize(self._svd.transform(matrix).astype(np.float32))
+        if self._rows_dense is None or self._rows_dense[0] is not matrix:  # once per call's rows
+            self.pool_dense()
+            self._rows_dense = (matrix, normalize(self._svd.transform(matrix).astype(np.float32)))
+        return self._rows_dense[1]
 
 
 def similarity_tfidf(pool_texts: list[str], row_texts: list[str]):
@@ -313,9 +316,9 @@ def _cells(class_dense: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.nd
     return centroids, members, probes
 
 
-def _nearest_approximate(rows_matrix, rows_dense: np.ndarray, class_matrix, class_dense: np.ndarray,
-                         class_positions: np.ndarray, n: int, row_pairs: np.ndarray,
-                         pool_pairs: np.ndarray, cell_cache: dict) -> list[list[int]]:
+def _nearest_approximate(index: SimilarityIndex, class_positions: np.ndarray, rows_distinct,
+                         row_codes: np.ndarray, n: int, row_pairs: np.ndarray,
+                         pool_pairs: np.ndarray) -> list[list[int]]:
     """`_nearest` for a large class, approximately, and over distinct (query, target) pairs:
     each distinct pair of the pool is a candidate once (its first row), and rows with the same
     pair get the same examples (a row's own id has its pair, so it is excluded with the pair).
@@ -323,13 +326,18 @@ def _nearest_approximate(rows_matrix, rows_dense: np.ndarray, class_matrix, clas
     An inverted-file index: the class's distinct pairs are clustered into about sqrt(count)
     cells of the reduced vectors; a row is compared with the pairs of the `_PROBES` cells
     nearest its own cell, and the best `_RERANK` of those are ordered by the exact TF-IDF
-    cosine (ties: lower position). Cost grows as rows x sqrt(pool), not rows x pool."""
+    cosine (ties: lower position). Cost grows as rows x sqrt(pool), not rows x pool. Only the
+    distinct texts' vectors are gathered (no matrix of every row)."""
     _, first = np.unique(pool_pairs[class_positions], return_index=True)
     first.sort()
-    class_matrix, class_dense, class_positions = (class_matrix[first], class_dense[first],
-                                                  class_positions[first])
+    class_positions = class_positions[first]
+    class_codes = index.codes[class_positions]
+    class_matrix, class_dense = index.distinct[class_codes], index.pool_dense()[class_codes]
     distinct_pairs, row_first, row_of = np.unique(row_pairs, return_index=True, return_inverse=True)
-    rows_matrix, rows_dense = rows_matrix[row_first], rows_dense[row_first]
+    first_codes = row_codes[row_first]
+    rows_matrix = rows_distinct[first_codes]
+    rows_dense = index.dense(rows_distinct)[first_codes]
+    cell_cache = index.cells
 
     key = hashlib.sha256(class_positions.tobytes()).hexdigest()
     if key not in cell_cache:
@@ -405,18 +413,14 @@ def select_examples(rows: pd.DataFrame, pool: pd.DataFrame, *, k: int,
     elif strategy == "similar":
         index = SimilarityIndex.for_pool(_similarity_text(pool), labels)
         rows_distinct, row_codes = index.transform(_similarity_text(rows))
-        pool_matrix, rows_matrix = index.distinct[index.codes], rows_distinct[row_codes]
         exclusions = (row_pairs, row_ids, pool_pairs, pool_ids)
-        if max(map(len, positions.values())) > EXACT_SEARCH_MAX_POOL:
-            pool_dense = index.pool_dense()[index.codes]
-            rows_dense = index.dense(rows_distinct)[row_codes]
         for c in need:
             if len(positions[c]) > EXACT_SEARCH_MAX_POOL:
-                per_class[c] = _nearest_approximate(
-                    rows_matrix, rows_dense, pool_matrix[positions[c]], pool_dense[positions[c]],
-                    positions[c], need[c], row_pairs, pool_pairs, index.cells)
+                per_class[c] = _nearest_approximate(index, positions[c], rows_distinct, row_codes,
+                                                    need[c], row_pairs, pool_pairs)
             else:
-                per_class[c] = _nearest(rows_matrix, pool_matrix[positions[c]], positions[c],
+                per_class[c] = _nearest(rows_distinct[row_codes],
+                                        index.distinct[index.codes[positions[c]]], positions[c],
                                         need[c], *exclusions)
     else:
         raise ValueError(f"unknown ICL strategy {strategy!r}")
