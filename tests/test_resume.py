@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -114,7 +115,12 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
             time.sleep(0.1)
         if process.poll() is not None or any("Interrupted" in line for line in lines):
             break
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        reader.join(timeout=10)
+        pytest.fail("the sweep ignored 3 Ctrl-C presses for 75 s; its output:\n" + "".join(lines))
     reader.join(timeout=10)
     output = "".join(lines)
     assert process.returncode == 130, output
