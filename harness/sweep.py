@@ -171,7 +171,9 @@ class Worker:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
             log(f"Loading base model {spec.model} ...")
+            started = time.perf_counter()
             self.loaded = self._load(spec, spec.model)
+            log(f"Loaded base model {spec.model} in {time.perf_counter() - started:.1f} s")
         return self.loaded
 
     def checker(self, spec: TrialSpec, name: str | None) -> LoadedModel:

@@ -62,7 +62,9 @@ def _write_config(root: Path, *, epochs: int = 12) -> Path:
 
 def _start_sweep_and_wait_for_training(root: Path, *, epochs: int = 12,
                                        ) -> tuple[subprocess.Popen, list[str], dict]:
-    """Start `harness sweep` in a subprocess and return once trial 1 is training."""
+    """Start `harness sweep` in a subprocess and return once trial 1 is training (after the base
+    model has loaded: on a loaded machine a Ctrl-C pressed while it loads was lost, cause not
+    found, see test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes)."""
     config = _write_config(root, epochs=epochs)
     command = [sys.executable, "-m", "harness", "sweep", str(config), "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -70,7 +72,7 @@ def _start_sweep_and_wait_for_training(root: Path, *, epochs: int = 12,
                                env=env, cwd=root)
     deadline = time.time() + 240
     for line in process.stdout:
-        if "[trial 1/2]" in line and "train rows" in line:
+        if line.startswith("Loaded base model"):
             break
         assert time.time() < deadline, "the sweep never started a trial"
     time.sleep(1.5)  # inside trial 1's training
